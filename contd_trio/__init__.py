@@ -1,0 +1,16 @@
+"""contd_trio: the container daemon of a 0-OS style node, on Trio.
+
+Layering, from the bottom up (a module only imports from layers below it):
+
+* ``zbus.codec``, ``containerd.spec``, ``containerd.events``, ``module.startup``,
+  ``module.types``: pure code, values in and values out, no I/O.
+* ``zbus.transport`` (redis.asyncio) and ``containerd.channel`` (grpclib) are
+  the only two modules that import asyncio: every asyncio object is created and
+  awaited there, through trio-asyncio, and nothing asyncio leaks out of them.
+* ``zbus.server``, ``zbus.client``, ``containerd.client``: plain Trio services
+  built on those two adapters.
+* ``module``: the container module (orchestration) and its supervision.
+* ``app`` and ``cli``: the daemon's nursery and its command line.
+"""
+
+__version__ = "0.1.0"

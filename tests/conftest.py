@@ -1,0 +1,66 @@
+"""Test set-up: real services, started once per session.
+
+Rules for the tests in this tree:
+
+* ``tests/unit`` tests pure code (codecs, spec building, validation): no
+  process, no socket.
+* ``tests/integration`` tests talk to a real Redis and a real containerd +
+  runc started here (or named by ``CONTD_TEST_BROKER`` and
+  ``CONTD_TEST_CONTAINERD``), never to mocks.
+* Every timeout in a test is a bound on a behaviour, not a performance
+  claim: speed lives in ``tools/bench*``.
+* Nothing a test starts outlives the session.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio_asyncio
+
+from tools import services
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run every async test under trio-asyncio (pytest-trio's own trio_mode
+    only knows plain trio): the test, its fixtures and everything they start
+    share one asyncio loop, as in the daemon."""
+    for item in items:
+        function = getattr(item, "obj", None)
+        inner = getattr(getattr(function, "hypothesis", None), "inner_test", function)
+        if inspect.iscoroutinefunction(inner):
+            item.add_marker(pytest.mark.trio(run=trio_asyncio.run))
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Unix socket paths are limited to 107 bytes: keep this one short.
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(scope="session")
+def broker(run_dir: Path) -> Iterator[str]:
+    """The URL of a Redis for the session."""
+    external = os.environ.get("CONTD_TEST_BROKER")
+    if external:
+        yield external
+        return
+    service = services.start_redis(run_dir)
+    try:
+        yield service.url
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[services.RedisService]:
+    """A Redis of this test's own, which it may stop and start."""
+    service = services.start_redis(tmp_path, name="private-redis")
+    try:
+        yield service
+    finally:
+        service.stop()
