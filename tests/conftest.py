@@ -56,6 +56,33 @@ def broker(run_dir: Path) -> Iterator[str]:
         service.stop()
 
 
+@pytest.fixture(scope="session")
+def containerd(run_dir: Path) -> Iterator[services.ContainerdService]:
+    """A containerd + runc of the session's own (or ``CONTD_TEST_CONTAINERD``'s
+    socket); every container the tests leave is killed and removed at the end."""
+    external = os.environ.get("CONTD_TEST_CONTAINERD")
+    if external:
+        service = services.ContainerdService(
+            "containerd", None, Path("/dev/null"), address=Path(external), config_path=Path()
+        )
+        yield service
+        return
+    service = services.start_containerd(run_dir)
+    try:
+        yield service
+    finally:
+        try:
+            services.reap_containerd(service.address)
+        finally:
+            service.stop()
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(run_dir: Path) -> Path:
+    """A busybox root filesystem (read-only for tests: copy it to change it)."""
+    return services.build_busybox_rootfs(run_dir / "rootfs-busybox")
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[services.RedisService]:
     """A Redis of this test's own, which it may stop and start."""

@@ -33,6 +33,15 @@ class ServiceError(RuntimeError):
     pass
 
 
+def _die_with_parent() -> None:
+    """Run in the child before exec: SIGTERM it when its parent dies, so a
+    test run that is killed leaves no Redis or containerd behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @dataclass
 class Service:
     name: str
@@ -149,6 +158,7 @@ def start_redis(run_dir: Path, name: str = "redis") -> RedisService:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     service = RedisService(name, process, log_path, socket_path=sock)
     _wait_for(lambda: _unix_socket_accepts(sock), 15, "redis-server", service)
@@ -214,6 +224,7 @@ def _spawn_containerd(config_path: Path, log_path: Path) -> subprocess.Popen[byt
             stdout=log,
             stderr=log,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     finally:
         log.close()
