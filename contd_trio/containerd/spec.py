@@ -1,0 +1,444 @@
+"""The OCI runtime spec of a container, as plain JSON-ready dicts.
+
+Pure: no I/O. Facts about the host (CPU count, where corex and resolv.conf
+live, where network namespaces are) come in as :class:`HostFacts`, so the
+same request always gives the same bytes and every field can be tested.
+
+:func:`default_spec` is containerd's default Linux spec (``oci/spec.go``
+``populateDefaultUnixSpec`` and ``oci/mounts.go``). :func:`build_spec`
+applies 0-OS's additions on top of it, in the order 0-OS's ``Run`` applied
+its ``SpecOpts``. A spec alone cannot say what was *asked* (the entrypoint
+string of an interactive container, the log and stats backends, which mounts
+are the user's), so :func:`build_spec` also writes ``contd.*`` annotations,
+and :func:`read_spec` (Inspect) reads them back instead of guessing as 0-OS
+did (it reported the resolv.conf and corex binds as user mounts and
+Interactive as always false).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import posixpath
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..module.types import Container, Logs, MountInfo, NetworkInfo, Stats
+from ..zbus.gotypes import ArgumentTypeError
+
+#: ``Any.type_url`` of a container spec (Containers.Create) and of an exec
+#: process (Tasks.Exec): containerd wants these bare names.
+SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+
+#: What containerd 1.6 writes (runtime-spec 1.0.2-dev is vendored there).
+OCI_VERSION = "1.0.2-dev"
+
+#: The PATH a container gets unless its env names one (containerd's
+#: ``defaultUnixEnv``; 0-OS gave none, so a bare ``sleep`` entrypoint failed).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: containerd's ``defaultUnixCaps``: bounding = effective = permitted.
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)
+
+#: containerd 1.6.26+ / 1.7.x masks powercap too (CVE-2020-8694); older 1.6
+#: releases (Debian 12's 1.6.20) do not. We write the newer, safer list.
+MASKED_PATHS: tuple[str, ...] = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/proc/scsi",
+)
+READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+NAMESPACES: tuple[str, ...] = ("pid", "ipc", "uts", "mount", "network")
+
+#: containerd's default mounts as (destination, type, source, options).
+DEFAULT_MOUNTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
+    ("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
+    (
+        "/dev/pts",
+        "devpts",
+        "devpts",
+        ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"),
+    ),
+    ("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
+    ("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
+    ("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "ro")),
+    ("/run", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
+)
+
+RESOLV_CONF_TARGET = "/etc/resolv.conf"
+COREX_TARGET = "/corex"
+#: The process of an interactive container: corex, reachable over IPv6 on eth0.
+COREX_ARGS: tuple[str, ...] = (COREX_TARGET, "--ipv6", "-d", "7", "--interface", "eth0")
+#: The CFS period 0-OS uses; the quota is this times the CPU count.
+CPU_PERIOD = 100_000
+
+#: /dev/fuse, which only an elevated container gets (containerd's
+#: ``WithLinuxDevice("/dev/fuse", "rwm")`` reads these from the host; they are
+#: fixed by the kernel, so we write them without looking).
+FUSE_PATH = "/dev/fuse"
+FUSE_MAJOR = 10
+FUSE_MINOR = 229
+FUSE_FILE_MODE = 0o666
+ELEVATED_CAPABILITY = "CAP_SYS_ADMIN"
+
+#: 0-OS's own annotation (Delete reads it): decimal nanoseconds.
+ANNOTATION_SHUTDOWN_TIMEOUT = "shutdown_timeout"
+#: Ours, so Inspect gives back what was asked, not what a spec can express.
+ANNOTATION_PREFIX = "contd."
+ANNOTATION_ENTRYPOINT = ANNOTATION_PREFIX + "entrypoint"
+ANNOTATION_INTERACTIVE = ANNOTATION_PREFIX + "interactive"
+ANNOTATION_MOUNTS = ANNOTATION_PREFIX + "mounts"
+ANNOTATION_LOGS = ANNOTATION_PREFIX + "logs"
+ANNOTATION_STATS = ANNOTATION_PREFIX + "stats"
+ANNOTATION_WORKDIR = ANNOTATION_PREFIX + "workdir"
+
+T = TypeVar("T")
+
+_BIND = "bind"
+_DEFAULT_BIND_OPTIONS = ("rbind",)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the spec needs to know about the node, passed in so the spec
+    builder never looks at the machine itself."""
+
+    cpu_count: int
+    corex_path: str = "/usr/bin/corex"
+    resolv_conf: str = "/etc/resolv.conf"
+    netns_dir: str = "/var/run/netns"
+
+
+def _mount(destination: str, type_: str, source: str, options: Iterable[str]) -> dict[str, Any]:
+    return {"destination": destination, "type": type_, "source": source, "options": list(options)}
+
+
+def default_spec(namespace: str, container_id: str) -> dict[str, Any]:
+    """containerd's default Linux spec for ``container_id`` in ``namespace``.
+
+    Key order follows the Go structs, so the JSON reads like the one
+    containerd writes. The caller has validated both ids (they become the
+    cgroup path).
+    """
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "user": {"uid": 0, "gid": 0},
+            "cwd": "/",
+            "capabilities": {
+                "bounding": list(DEFAULT_CAPABILITIES),
+                "effective": list(DEFAULT_CAPABILITIES),
+                "permitted": list(DEFAULT_CAPABILITIES),
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs"},
+        "mounts": [_mount(dest, type_, src, opts) for dest, type_, src, opts in DEFAULT_MOUNTS],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "cgroupsPath": posixpath.join("/", namespace, container_id),
+            "namespaces": [{"type": kind} for kind in NAMESPACES],
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
+
+
+def effective_env(env: Iterable[str] | None) -> list[str]:
+    """``env`` with containerd's default PATH first unless it names one."""
+    entries = list(env or ())
+    if any(entry.split("=", 1)[0] == "PATH" for entry in entries):
+        return entries
+    return [f"PATH={DEFAULT_PATH}", *entries]
+
+
+def effective_mount(mount: MountInfo) -> MountInfo:
+    """A user mount as it is mounted: a recursive bind unless the request
+    names its type (the seed's ``Type``) or options."""
+    type_ = mount.type or _BIND
+    default = _DEFAULT_BIND_OPTIONS if type_ == _BIND else ()
+    options = list(mount.options or default)
+    return MountInfo(source=mount.source, target=mount.target, type=type_, options=options)
+
+
+def _mount_json(mount: MountInfo) -> dict[str, Any]:
+    return {"source": mount.source, "target": mount.target, "type": mount.type, "options": mount.options}
+
+
+def build_spec(
+    namespace: str, container: Container, args: list[str], env: list[str], cwd: str, host: HostFacts
+) -> dict[str, Any]:
+    """The spec of ``container``: containerd's default plus 0-OS's additions.
+
+    The values are already normalised and validated (``module.validate``
+    does that): defaults are filled in, ``args`` is the split entrypoint,
+    ``env`` the merged environment, ``cwd`` never empty. This function
+    decides nothing about validity; it only writes. ``args`` is ignored for
+    an interactive container, which runs corex.
+    """
+    spec = default_spec(namespace, container.name)
+    process = spec["process"]
+    linux = spec["linux"]
+    resources = linux["resources"]
+    mounts: list[dict[str, Any]] = spec["mounts"]
+    user_mounts = [effective_mount(m) for m in container.mounts or ()]
+
+    spec["root"] = {"path": container.rootfs}
+    process["env"] = effective_env(env)
+    mounts.append(_mount(RESOLV_CONF_TARGET, _BIND, host.resolv_conf, ("rbind", "ro")))
+    spec["annotations"] = {
+        ANNOTATION_SHUTDOWN_TIMEOUT: str(container.shutdown_timeout_ns),
+        ANNOTATION_ENTRYPOINT: container.entrypoint,
+        ANNOTATION_INTERACTIVE: "true" if container.interactive else "false",
+        ANNOTATION_WORKDIR: container.working_dir,
+        ANNOTATION_MOUNTS: _dumps([_mount_json(m) for m in user_mounts]),
+        ANNOTATION_LOGS: _dumps([entry.to_go() for entry in container.logs or ()]),
+        ANNOTATION_STATS: _dumps([entry.to_go() for entry in container.stats or ()]),
+    }
+    # 0-OS drops containerd's tmpfs /run: what the rootfs has at /run stays visible.
+    spec["mounts"] = mounts = [m for m in mounts if m["destination"] != "/run"]
+    netns = {"type": "network", "path": posixpath.join(host.netns_dir, container.network.namespace)}
+    linux["namespaces"] = [netns if ns["type"] == "network" else ns for ns in linux["namespaces"]]
+    mounts.extend(_mount(m.target, m.type, m.source, m.options or ()) for m in user_mounts)
+    if container.memory > 0:
+        resources["memory"] = {"limit": container.memory}
+    if container.cpu > 0:
+        resources["cpu"] = {"quota": CPU_PERIOD * container.cpu, "period": CPU_PERIOD}
+    if container.rootfs_propagation:
+        linux["rootfsPropagation"] = container.rootfs_propagation
+    if container.elevated:
+        for name in ("bounding", "effective", "permitted"):
+            caps = process["capabilities"][name]
+            if ELEVATED_CAPABILITY not in caps:
+                caps.append(ELEVATED_CAPABILITY)
+        linux.setdefault("devices", []).append(
+            {
+                "path": FUSE_PATH,
+                "type": "c",
+                "major": FUSE_MAJOR,
+                "minor": FUSE_MINOR,
+                "fileMode": FUSE_FILE_MODE,
+                "uid": 0,
+                "gid": 0,
+            }
+        )
+        resources["devices"].append(
+            {"allow": True, "type": "c", "major": FUSE_MAJOR, "minor": FUSE_MINOR, "access": "rwm"}
+        )
+    process["cwd"] = cwd or "/"
+    if container.interactive:
+        mounts.append(_mount(COREX_TARGET, _BIND, host.corex_path, ("rbind", "ro")))
+        process["args"] = list(COREX_ARGS)
+    else:
+        process["args"] = list(args)
+    return spec
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- read_spec
+# A spec may come from anyone (a container made by 0-OS's Go daemon, by ctr):
+# every accessor below returns a zero value instead of raising.
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _strings(value: Any) -> list[str]:
+    return [item for item in _list(value) if isinstance(item, str)]
+
+
+def _json_list(annotations: Mapping[str, Any], key: str) -> list[Any] | None:
+    """The JSON list under ``key``, or None when absent or unreadable."""
+    raw = annotations.get(key)
+    if not isinstance(raw, str):
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
+
+
+def _user_mounts(spec: Mapping[str, Any], annotations: Mapping[str, Any]) -> list[MountInfo]:
+    recorded = _json_list(annotations, ANNOTATION_MOUNTS)
+    if recorded is not None:
+        return [
+            MountInfo(
+                source=_str(_dict(m).get("source")),
+                target=_str(_dict(m).get("target")),
+                type=_str(_dict(m).get("type")),
+                options=_strings(_dict(m).get("options")),
+            )
+            for m in recorded
+        ]
+    # Not ours: report the binds, minus the two the daemon adds itself.
+    found = []
+    for raw in _list(spec.get("mounts")):
+        m = _dict(raw)
+        target = _str(m.get("destination"))
+        if _str(m.get("type")) != _BIND or target in (RESOLV_CONF_TARGET, COREX_TARGET):
+            continue
+        found.append(MountInfo(_str(m.get("source")), target, _BIND, _strings(m.get("options"))))
+    return found
+
+
+def _backends(annotations: Mapping[str, Any], key: str, decode: Callable[[Any], T]) -> list[T] | None:
+    recorded = _json_list(annotations, key)
+    if recorded is None:
+        return None
+    try:
+        return [decode(item) for item in recorded]
+    except ArgumentTypeError:
+        return None
+
+
+def read_spec(spec: Mapping[str, Any]) -> Container:
+    """What Inspect reports about a container, from its spec.
+
+    The inverse of :func:`build_spec` for the fields a Container carries
+    (the name and creation time are not in a spec: they stay zero). A spec
+    missing pieces, or not made by us, gives zero values where we cannot
+    tell; this never raises.
+    """
+    spec = _dict(spec)
+    process = _dict(spec.get("process"))
+    linux = _dict(spec.get("linux"))
+    resources = _dict(linux.get("resources"))
+    annotations = _dict(spec.get("annotations"))
+    args = _strings(process.get("args"))
+
+    netns = ""
+    for ns in _list(linux.get("namespaces")):
+        if _str(_dict(ns).get("type")) == "network":
+            netns = posixpath.basename(_str(_dict(ns).get("path")))
+
+    entrypoint = annotations.get(ANNOTATION_ENTRYPOINT)
+    if not isinstance(entrypoint, str):
+        entrypoint = shlex.join(args)
+    interactive = annotations.get(ANNOTATION_INTERACTIVE)
+    working_dir = annotations.get(ANNOTATION_WORKDIR)
+    if not isinstance(working_dir, str):
+        working_dir = _str(process.get("cwd"))
+
+    cpu_limits = _dict(resources.get("cpu"))
+    quota, period = _int(cpu_limits.get("quota")), _int(cpu_limits.get("period"))
+    try:
+        shutdown = int(_str(annotations.get(ANNOTATION_SHUTDOWN_TIMEOUT)))
+    except ValueError:
+        shutdown = 0
+    env = process.get("env")
+
+    return Container(
+        rootfs=_str(_dict(spec.get("root")).get("path")),
+        env=_strings(env) if isinstance(env, list) else None,
+        working_dir=working_dir,
+        network=NetworkInfo(netns),
+        mounts=_user_mounts(spec, annotations),
+        entrypoint=entrypoint,
+        interactive=interactive == "true" if isinstance(interactive, str) else args[:1] == [COREX_TARGET],
+        cpu=quota // period if quota > 0 and period > 0 else 0,
+        memory=max(_int(_dict(resources.get("memory")).get("limit")), 0),
+        logs=_backends(annotations, ANNOTATION_LOGS, Logs.from_go),
+        stats=_backends(annotations, ANNOTATION_STATS, Stats.from_go),
+        elevated=ELEVATED_CAPABILITY in _strings(_dict(process.get("capabilities")).get("bounding")),
+        rootfs_propagation=_str(linux.get("rootfsPropagation")),
+        shutdown_timeout_ns=max(shutdown, 0),
+    )
+
+
+def _merge_env(base: list[str], overrides: Iterable[str]) -> list[str]:
+    """containerd's ``replaceOrAppendEnvValues``: an override replaces the
+    entry with its key in place, or is appended."""
+    result = list(base)
+    index = {entry.split("=", 1)[0]: i for i, entry in enumerate(result)}
+    for entry in overrides:
+        key = entry.split("=", 1)[0]
+        if key in index:
+            result[index[key]] = entry
+        else:
+            index[key] = len(result)
+            result.append(entry)
+    return result
+
+
+def process_spec(args: list[str], env: list[str], cwd: str, base: Mapping[str, Any]) -> dict[str, Any]:
+    """The OCI Process of an Exec in a container whose spec is ``base``.
+
+    As containerd's exec does, it starts from the container's own process
+    (user, capabilities, rlimits, noNewPrivileges, env, cwd are kept) and
+    replaces the args. ``env`` entries replace or extend the container's,
+    a non-empty ``cwd`` replaces its cwd. No terminal: exec output is not
+    interactive. ``base`` may be the whole spec or just its process; it is
+    not modified.
+    """
+    base = _dict(base)
+    source = base.get("process") if isinstance(base.get("process"), Mapping) else base
+    process = copy.deepcopy(dict(_dict(source)))
+    process.pop("consoleSize", None)
+    process.pop("commandLine", None)
+    process["terminal"] = False
+    process.setdefault("user", {"uid": 0, "gid": 0})
+    process["args"] = list(args)
+    if env:
+        process["env"] = _merge_env(_strings(process.get("env")), env)
+    if cwd:
+        process["cwd"] = cwd
+    elif not _str(process.get("cwd")):
+        process["cwd"] = "/"
+    return process
+
+
+def spec_json(spec: Mapping[str, Any]) -> bytes:
+    """Compact JSON of a spec or process, as the ``Any`` value containerd
+    writes verbatim as the bundle's config.json. Same dict, same bytes."""
+    return json.dumps(spec, separators=(",", ":"), ensure_ascii=False).encode()

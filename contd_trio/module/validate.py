@@ -1,0 +1,328 @@
+"""Checking and completing a Run request before anything is created.
+
+Every rule here turns a request that containerd or runc would reject late
+(or, worse, accept and run wrongly) into an :class:`InvalidArgument` that
+names the field and the bad value, before a container exists. The result,
+a :class:`RunPlan`, has every default filled in, so the spec builder and
+Inspect never guess.
+
+The checks that look at the machine (rootfs, network namespace, mount
+sources, ``.startup.toml``) go through :class:`HostView`, so tests use
+temporary directories. :class:`LocalHost` blocks on the filesystem: call
+:func:`prepare_run` from a worker thread.
+
+Identifiers are checked before any path is built from them: a namespace or
+container name can only ever name one directory level under the daemon's
+root, and a network namespace name one file under the netns directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+import re
+import shlex
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from ..containerd.spec import COREX_ARGS, HostFacts, effective_env, effective_mount
+from ..errors import InvalidArgument
+from .startup import STARTUP_FILE, merge_env, parse_startup
+from .types import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, MountInfo
+
+#: containerd's identifier rule (``identifiers.Validate``), for namespaces
+#: and container ids alike.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
+MAX_IDENTIFIER_LENGTH = 76
+
+ROOTFS_PROPAGATIONS = frozenset({"", "private", "rprivate", "shared", "rshared", "slave", "rslave"})
+LOG_TYPES = frozenset({"redis"})
+STATS_TYPES = frozenset({"redis"})
+#: A ``.startup.toml`` is a few lines; refuse to read a huge one into memory.
+MAX_STARTUP_BYTES = 1 << 20
+
+
+class HostView(Protocol):
+    """What validation may learn about the machine."""
+
+    facts: HostFacts
+
+    def is_dir(self, path: str) -> bool: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def read_text(self, path: str) -> str | None:
+        """The text of the file at ``path``; None when there is none."""
+        ...
+
+
+class LocalHost:
+    """:class:`HostView` on this machine's filesystem (blocking calls)."""
+
+    def __init__(self, facts: HostFacts | None = None) -> None:
+        # Logical CPUs, as 0-OS's gopsutil ``cpu.Counts(true)`` counted them.
+        self.facts = facts if facts is not None else HostFacts(cpu_count=os.cpu_count() or 1)
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def read_text(self, path: str) -> str | None:
+        """Read a small regular file that, symlinks followed, stays inside
+        the directory that holds it.
+
+        A rootfs belongs to a tenant: an absolute symlink there points into
+        the *host* while we read it, and a FIFO would block us forever.
+
+        Raises:
+            InvalidArgument: the file escapes its directory, is not a
+                regular file, or is too large.
+            OSError: it cannot be read.
+        """
+        if not os.path.lexists(path):
+            return None
+        directory = os.path.realpath(os.path.dirname(path))
+        real = os.path.realpath(path)
+        if not real.startswith(directory.rstrip("/") + "/"):
+            raise InvalidArgument(f"{path}: points outside its directory")
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None  # a dangling symlink: no file
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidArgument(f"{path}: not a regular file")
+            data = b""
+            while len(data) <= MAX_STARTUP_BYTES:
+                chunk = os.read(fd, MAX_STARTUP_BYTES + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(fd)
+        if len(data) > MAX_STARTUP_BYTES:
+            raise InvalidArgument(f"{path}: larger than {MAX_STARTUP_BYTES} bytes")
+        try:
+            return data.decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidArgument(f"{path}: not UTF-8 text ({exc.reason})") from exc
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A Run request, validated and complete."""
+
+    namespace: str
+    #: Normalised: cpu, memory, shutdown timeout defaulted; entrypoint and
+    #: working dir from ``.startup.toml`` when the request left them empty;
+    #: env merged (with PATH); mounts with their effective type and options;
+    #: logs and stats as lists. Exactly what Inspect reads back.
+    container: Container
+    #: The process: the split entrypoint, or corex's for an interactive one.
+    args: list[str]
+    #: The effective environment, PATH default included.
+    env: list[str]
+    #: The process's working directory: "/" when none was given.
+    cwd: str
+
+
+def validate_identifier(kind: str, value: str) -> str:
+    """``value`` if containerd accepts it as a namespace or container id.
+
+    Raises:
+        InvalidArgument: naming ``kind`` and the value.
+    """
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_IDENTIFIER_LENGTH
+        or _IDENTIFIER.fullmatch(value) is None
+    ):
+        raise InvalidArgument(
+            f"{kind} {value!r} is not a valid identifier "
+            f"(letters, digits, and . _ - between them, at most {MAX_IDENTIFIER_LENGTH} characters)"
+        )
+    return value
+
+
+def log_path(root: Path, namespace: str, container_id: str) -> Path:
+    """Where the output of a container goes: ``root/logs/<ns>/<id>.log``.
+
+    Raises:
+        InvalidArgument: either id could climb out of ``root/logs``.
+    """
+    validate_identifier("namespace", namespace)
+    validate_identifier("container name", container_id)
+    return root / "logs" / namespace / f"{container_id}.log"
+
+
+def _has_nul(value: str) -> bool:
+    return "\0" in value
+
+
+def _check_rootfs(rootfs: str, host: HostView) -> None:
+    if not rootfs:
+        raise InvalidArgument("rootfs is required")
+    if _has_nul(rootfs) or not posixpath.isabs(rootfs):
+        raise InvalidArgument(f"rootfs {rootfs!r} is not an absolute path")
+    if not host.is_dir(rootfs):
+        raise InvalidArgument(f"rootfs {rootfs!r} is not an existing directory")
+
+
+def _check_netns(name: str, host: HostView) -> None:
+    # 0-OS never lets a container share the host's network.
+    if not name:
+        raise InvalidArgument("network namespace is required")
+    if "/" in name or _has_nul(name) or name in (".", ".."):
+        raise InvalidArgument(f"network namespace {name!r} is not a plain name")
+    path = posixpath.join(host.facts.netns_dir, name)
+    if not host.exists(path):
+        raise InvalidArgument(f"network namespace {name!r} does not exist (no {path})")
+
+
+def _check_mount(index: int, mount: MountInfo, host: HostView) -> MountInfo:
+    where = f"mounts[{index}]"
+    effective = effective_mount(mount)
+    target = effective.target
+    if not target or _has_nul(target) or not posixpath.isabs(target):
+        raise InvalidArgument(f"{where} target {target!r} is not an absolute path")
+    if ".." in target.split("/"):
+        raise InvalidArgument(f"{where} target {target!r} must not contain '..'")
+    if effective.type == "bind":
+        source = effective.source
+        if not source or _has_nul(source) or not posixpath.isabs(source):
+            raise InvalidArgument(f"{where} source {source!r} is not an absolute path")
+        if not host.exists(source):
+            raise InvalidArgument(f"{where} source {source!r} does not exist")
+    elif _has_nul(effective.source):
+        raise InvalidArgument(f"{where} source {effective.source!r} contains a NUL character")
+    return effective
+
+
+def _check_env(env: list[str]) -> None:
+    for entry in env:
+        key, sep, _ = entry.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"env entry {entry!r} is not KEY=VALUE")
+        if _has_nul(entry):
+            raise InvalidArgument(f"env entry {entry!r} contains a NUL character")
+
+
+def _check_redis_url(where: str, url: str) -> None:
+    """The shape 0-OS's backends parse: ``redis://host[:port]/channel``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise InvalidArgument(f"{where} {url!r} is not a redis://host:port/channel URL: {exc}") from None
+    channel = parts.path.lstrip("/")
+    if parts.scheme != "redis" or not parts.hostname or not channel or port == 0:
+        raise InvalidArgument(f"{where} {url!r} is not a redis://host:port/channel URL")
+
+
+def _check_backends(container: Container) -> None:
+    for i, logs in enumerate(container.logs or ()):
+        if logs.type not in LOG_TYPES:
+            raise InvalidArgument(f"logs[{i}] type {logs.type!r} is not known (known: redis)")
+        if not logs.data.stdout and not logs.data.stderr:
+            raise InvalidArgument(f"logs[{i}] has neither a stdout nor a stderr URL")
+        for name, url in (("stdout", logs.data.stdout), ("stderr", logs.data.stderr)):
+            if url:
+                _check_redis_url(f"logs[{i}] {name}", url)
+    for i, stats in enumerate(container.stats or ()):
+        if stats.type not in STATS_TYPES:
+            raise InvalidArgument(f"stats[{i}] type {stats.type!r} is not known (known: redis)")
+        _check_redis_url(f"stats[{i}] endpoint", stats.endpoint)
+
+
+def _check_limits(container: Container, host: HostView) -> None:
+    cpus = host.facts.cpu_count
+    if container.cpu < 0:
+        raise InvalidArgument(f"cpu {container.cpu} is negative")
+    if container.cpu > cpus:
+        raise InvalidArgument(f"cpu {container.cpu} is more than the {cpus} CPUs of this node")
+    if container.memory < 0:
+        raise InvalidArgument(f"memory {container.memory} is negative")
+    if container.shutdown_timeout_ns < 0:
+        raise InvalidArgument(f"shutdown timeout {container.shutdown_timeout_ns}ns is negative")
+    if container.rootfs_propagation not in ROOTFS_PROPAGATIONS:
+        known = ", ".join(sorted(ROOTFS_PROPAGATIONS - {""}))
+        raise InvalidArgument(f"rootfs propagation {container.rootfs_propagation!r} is not one of {known}")
+
+
+def _read_startup(rootfs: str, host: HostView) -> str | None:
+    path = posixpath.join(rootfs, STARTUP_FILE)
+    try:
+        return host.read_text(path)
+    except OSError as exc:
+        raise InvalidArgument(f"rootfs {STARTUP_FILE}: {exc.strerror or exc}") from exc
+
+
+def _split_entrypoint(entrypoint: str) -> list[str]:
+    try:
+        args = shlex.split(entrypoint)
+    except ValueError as exc:
+        raise InvalidArgument(f"entrypoint {entrypoint!r}: {exc}") from None
+    if not args:
+        raise InvalidArgument(
+            f"entrypoint is required (none given, and the rootfs has no {STARTUP_FILE} entry naming one)"
+        )
+    return args
+
+
+def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan:
+    """Validate a Run request and fill in its defaults.
+
+    Checks, in order: the namespace and container name, the rootfs, the
+    network namespace, the mounts, the env, the limits (cpu against the
+    node's CPUs, memory, shutdown timeout, rootfs propagation), the log and
+    stats backends; then applies the rootfs's ``.startup.toml`` (its env
+    under the request's, its entrypoint and working dir where the request
+    has none) and checks the entrypoint, unless the container is
+    interactive (it runs corex, and the entrypoint is only recorded).
+
+    Raises:
+        InvalidArgument: the first problem found, naming the field and value.
+    """
+    validate_identifier("namespace", namespace)
+    validate_identifier("container name", container.name)
+    _check_rootfs(container.rootfs, host)
+    _check_netns(container.network.namespace, host)
+    mounts = [_check_mount(i, m, host) for i, m in enumerate(container.mounts or ())]
+    request_env = list(container.env or ())
+    _check_env(request_env)
+    _check_limits(container, host)
+    _check_backends(container)
+
+    entrypoint, working_dir, env = container.entrypoint, container.working_dir, request_env
+    text = _read_startup(container.rootfs, host)
+    startup = parse_startup(text) if text is not None else None
+    if startup is not None:
+        env = merge_env(request_env, startup.env)
+        _check_env(env)
+        entrypoint = entrypoint or startup.entrypoint
+        working_dir = working_dir or startup.working_dir
+    if working_dir and (_has_nul(working_dir) or not posixpath.isabs(working_dir)):
+        raise InvalidArgument(f"working dir {working_dir!r} is not an absolute path")
+    args = list(COREX_ARGS) if container.interactive else _split_entrypoint(entrypoint)
+    env = effective_env(env)
+
+    normalised = dataclasses.replace(
+        container,
+        env=list(env),
+        working_dir=working_dir,
+        mounts=mounts,
+        entrypoint=entrypoint,
+        cpu=container.cpu or DEFAULT_CPU,
+        memory=container.memory or DEFAULT_MEMORY,
+        logs=list(container.logs or ()),
+        stats=list(container.stats or ()),
+        shutdown_timeout_ns=container.shutdown_timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS,
+        task=None,
+    )
+    return RunPlan(namespace=namespace, container=normalised, args=args, env=env, cwd=working_dir or "/")
