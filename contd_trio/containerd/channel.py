@@ -1,0 +1,250 @@
+"""containerd's gRPC socket, behind Trio-native calls.
+
+This is the only module that imports grpclib (and, with it, asyncio). One
+grpclib channel is made inside the trio-asyncio loop and every call crosses
+into asyncio once. Deadlines flow downstream: a call's timeout is the nearer
+of its own and the caller's Trio deadline, and is sent to containerd as
+``grpc-timeout``, so containerd stops working when we stop waiting. A Trio
+cancellation cancels the gRPC stream.
+
+Every failure leaves here as a :class:`~contd_trio.errors.ContdError`,
+mapped in one table from the gRPC status (as containerd's errdefs does), with
+containerd's message minus its ``": <class>"`` suffix. Losing the socket
+(containerd restarting) is :class:`~contd_trio.errors.Unavailable`; the next
+call reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import grpclib.exceptions
+import h2.exceptions
+import trio
+import trio_asyncio
+from google.protobuf.message import Message
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Status
+
+from .. import errors
+
+#: The metadata key that carries the containerd namespace of a call.
+NAMESPACE_HEADER = "containerd-namespace"
+#: containerd's default maximum message size.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+Req = TypeVar("Req", bound=Message)
+Rep = TypeVar("Rep", bound=Message)
+
+_ERRORS: dict[Status, type[errors.ContdError]] = {
+    Status.INVALID_ARGUMENT: errors.InvalidArgument,
+    Status.NOT_FOUND: errors.NotFound,
+    Status.ALREADY_EXISTS: errors.AlreadyExists,
+    Status.FAILED_PRECONDITION: errors.FailedPrecondition,
+    Status.UNAVAILABLE: errors.Unavailable,
+    Status.UNIMPLEMENTED: errors.Unimplemented,
+    Status.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+}
+
+# containerd ends messages with ": <errdefs class>"; users need not read it.
+_CLASS_SUFFIXES = tuple(
+    f": {name}"
+    for name in (
+        "not found",
+        "already exists",
+        "invalid argument",
+        "failed precondition",
+        "unavailable",
+        "not implemented",
+        "deadline exceeded",
+        "canceled",
+        "context canceled",
+        "unknown",
+    )
+)
+
+
+def error_from_status(status: Status, message: str | None) -> errors.ContdError:
+    """The daemon's error for a gRPC status from containerd."""
+    text = message or status.name.lower().replace("_", " ")
+    for suffix in _CLASS_SUFFIXES:
+        if text.endswith(suffix) and len(text) > len(suffix):
+            text = text[: -len(suffix)]
+            break
+    if status is Status.UNKNOWN and text.startswith("context deadline exceeded"):
+        # containerd's errdefs reads this Unknown as the context's deadline error.
+        return errors.DeadlineExceeded(text)
+    return _ERRORS.get(status, errors.ContainerdError)(text)
+
+
+@dataclass(frozen=True)
+class Rpc(Generic[Req, Rep]):
+    """One gRPC method: its full path and its message types."""
+
+    path: str  # "/containerd.services.version.v1.Version/Version"
+    request_type: type[Req]
+    reply_type: type[Rep]
+
+
+class ContainerdChannel:
+    """Calls into containerd on one unix socket. Make one with :func:`open_channel`."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self._channel: Channel | None = None
+
+    async def _open(self) -> None:
+        # grpclib binds the running asyncio loop when the channel is made.
+        self._channel = Channel(path=str(self.socket_path))
+
+    async def _close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
+    def _unavailable(self, exc: BaseException) -> errors.Unavailable:
+        reason = str(exc) or type(exc).__name__
+        return errors.Unavailable(f"containerd at {self.socket_path} unavailable: {reason}")
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        remaining = trio.current_effective_deadline() - trio.current_time()
+        if timeout is not None:
+            remaining = min(remaining, timeout)
+        return None if math.isinf(remaining) else max(remaining, 0.001)
+
+    @staticmethod
+    def _metadata(namespace: str | None) -> list[tuple[str, str]] | None:
+        return [(NAMESPACE_HEADER, namespace)] if namespace else None
+
+    async def _cross(self, coro_fn: Any, *args: Any) -> Any:
+        """Run an asyncio coroutine function and map every failure."""
+        try:
+            return await trio_asyncio.aio_as_trio(coro_fn)(*args)
+        except grpclib.exceptions.GRPCError as exc:
+            raise error_from_status(exc.status, exc.message) from exc
+        except TimeoutError as exc:  # grpclib's deadline (asyncio.TimeoutError is TimeoutError)
+            raise errors.DeadlineExceeded("containerd did not answer in time") from exc
+        except asyncio.CancelledError as exc:
+            # Not a Trio cancellation (that arrives as trio.Cancelled): the
+            # connection was torn down under the call.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise self._unavailable(exc) from exc
+        except (
+            OSError,
+            EOFError,
+            grpclib.exceptions.StreamTerminatedError,
+            grpclib.exceptions.ProtocolError,
+            h2.exceptions.ProtocolError,
+        ) as exc:
+            raise self._unavailable(exc) from exc
+
+    async def call(
+        self,
+        rpc: Rpc[Req, Rep],
+        request: Req,
+        *,
+        namespace: str | None = None,
+        timeout: float | None = None,
+    ) -> Rep:
+        """One unary call.
+
+        Args:
+            namespace: the containerd namespace, sent as ``containerd-namespace``.
+            timeout: seconds; the caller's Trio deadline applies as well.
+        Raises:
+            ContdError: the mapped failure (NotFound, AlreadyExists, Unavailable, ...).
+        """
+        return await self._cross(
+            self._aio_call, rpc, request, self._metadata(namespace), self._timeout(timeout)
+        )
+
+    async def _aio_call(self, rpc: Rpc[Req, Rep], request: Req, metadata: Any, timeout: float | None) -> Rep:
+        assert self._channel is not None
+        async with self._channel.request(
+            rpc.path,
+            Cardinality.UNARY_UNARY,
+            rpc.request_type,
+            rpc.reply_type,
+            timeout=timeout,
+            metadata=metadata,
+        ) as stream:
+            await stream.send_message(request, end=True)
+            reply = await stream.recv_message()
+            await stream.recv_trailing_metadata()
+        assert reply is not None
+        return reply
+
+    @asynccontextmanager
+    async def server_stream(
+        self, rpc: Rpc[Req, Rep], request: Req, *, namespace: str | None = None
+    ) -> AsyncIterator[ReplyStream[Rep]]:
+        """A server-streaming call, open while this is entered.
+
+        Raises:
+            ContdError: the call could not be made, or broke while receiving.
+        """
+        stream = self._channel_request(rpc, namespace)
+        await self._cross(self._aio_open_stream, stream, request)
+        try:
+            yield ReplyStream(self, stream)
+        finally:
+            # If the connection is gone already, there is nothing left to close.
+            with trio.CancelScope(shield=True), trio.move_on_after(2), contextlib.suppress(errors.ContdError):
+                await self._cross(self._aio_close_stream, stream)
+
+    def _channel_request(self, rpc: Rpc[Req, Rep], namespace: str | None) -> Any:
+        assert self._channel is not None
+        return self._channel.request(
+            rpc.path,
+            Cardinality.UNARY_STREAM,
+            rpc.request_type,
+            rpc.reply_type,
+            metadata=self._metadata(namespace),
+        )
+
+    @staticmethod
+    async def _aio_open_stream(stream: Any, request: Message) -> None:
+        await stream.__aenter__()
+        await stream.send_message(request, end=True)
+
+    @staticmethod
+    async def _aio_close_stream(stream: Any) -> None:
+        await stream.cancel()
+        await stream.__aexit__(None, None, None)
+
+
+class ReplyStream(Generic[Rep]):
+    """The replies of a server-streaming call, as a Trio async iterator; it
+    ends when containerd ends the stream."""
+
+    def __init__(self, channel: ContainerdChannel, stream: Any) -> None:
+        self._channel = channel
+        self._stream = stream
+
+    def __aiter__(self) -> ReplyStream[Rep]:
+        return self
+
+    async def __anext__(self) -> Rep:
+        reply = await self._channel._cross(self._stream.recv_message)
+        if reply is None:
+            raise StopAsyncIteration
+        return reply  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def open_channel(socket_path: Path | str) -> AsyncIterator[ContainerdChannel]:
+    """A channel on containerd's socket; it connects on first use and
+    reconnects after containerd restarts."""
+    channel = ContainerdChannel(Path(socket_path))
+    await trio_asyncio.aio_as_trio(channel._open)()
+    try:
+        yield channel
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio_asyncio.aio_as_trio(channel._close)()
