@@ -1,28 +1,37 @@
 """The daemon's top-level nursery: it owns every long-lived task.
 
-Start-up waits (with logged backoff) for Redis, since zinit's ``after:``
-orders starts but does not promise readiness. SIGTERM or SIGINT stops taking
-requests, gives in-flight ones ``shutdown_grace`` to finish (then cancels
-them, each still answering its caller) and returns: containers keep running.
+Start-up waits (with logged backoff) for Redis and containerd, since zinit's
+``after:`` orders starts but does not promise readiness. SIGTERM or SIGINT
+stops taking requests, gives in-flight ones ``shutdown_grace`` to finish
+(then cancels them, each still answering its caller) and returns:
+containers keep running.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import trio
 
-from . import logs
+from . import errors, logs
 from .backoff import Backoff
 from .config import Config
+from .containerd.channel import open_channel
+from .containerd.client import Containerd
+from .containerd.spec import HostFacts
+from .module.container import ContainerModule, Paths
+from .module.service import MODULE, OBJECT, container_methods
+from .module.validate import LocalHost
 from .zbus.errors import BusUnavailable
 from .zbus.server import Server
 from .zbus.transport import RedisTransport, open_redis_transport
 
 log = logging.getLogger("contd")
-
-MODULE = "container"
 
 
 async def wait_for_broker(transport: RedisTransport) -> None:
@@ -46,35 +55,104 @@ async def wait_for_broker(transport: RedisTransport) -> None:
             return
 
 
-async def run_daemon(
-    config: Config, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully."""
+async def wait_for_containerd(containerd: Containerd) -> str:
+    """Return containerd's version once it answers; log each failed attempt."""
+    backoff = Backoff(first=0.2, maximum=5.0)
+    while True:
+        try:
+            version, _revision = await containerd.version(timeout=10)
+        except (errors.Unavailable, errors.DeadlineExceeded) as exc:
+            delay = backoff.next()
+            logs.event(
+                log,
+                logging.WARNING,
+                "waiting for containerd",
+                socket=containerd.channel.socket_path,
+                error=str(exc),
+                retry_in=delay,
+            )
+            await trio.sleep(delay)
+        else:
+            return version
+
+
+@dataclass
+class Daemon:
+    """What a running daemon is made of (for tests and the REPL)."""
+
+    config: Config
+    server: Server
+    containerd: Containerd
+    module: ContainerModule
+
+
+@asynccontextmanager
+async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
+    """Connect to Redis and containerd (waiting for both) and serve
+    ``container@0.0.1`` until the block ends."""
+    async with (
+        open_redis_transport(config.broker) as transport,
+        open_channel(config.containerd_socket) as channel,
+    ):
+        await wait_for_broker(transport)
+        containerd = Containerd(channel)
+        version = await wait_for_containerd(containerd)
+        host = LocalHost(HostFacts(cpu_count=os.cpu_count() or 1, corex_path=str(config.corex)))
+        module = ContainerModule(containerd, host, Paths(config.root))
+        server = Server(MODULE, transport, workers=config.workers, timeout=config.request_timeout)
+        server.register(OBJECT, container_methods(module))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            logs.event(
+                log,
+                logging.INFO,
+                "serving",
+                module=MODULE,
+                object=OBJECT,
+                broker=config.broker,
+                containerd=config.containerd_socket,
+                containerd_version=version,
+                workers=config.workers,
+            )
+            try:
+                yield Daemon(config, server, containerd, module)
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+async def run_daemon(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully.
+
+    A signal while still waiting for Redis or containerd ends the wait at
+    once; a second signal during a graceful stop cuts it short.
+    """
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_redis_transport(config.broker) as transport:
-            await wait_for_broker(transport)
-            server = Server(MODULE, transport, workers=config.workers, timeout=config.request_timeout)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(server.serve)
+        async with trio.open_nursery() as nursery:
+            stop_requested = trio.Event()
+            serving: list[Daemon] = []
+
+            async def serve() -> None:
+                async with open_daemon(config) as daemon:
+                    serving.append(daemon)
+                    await stop_requested.wait()
+                    await daemon.server.stop(config.shutdown_grace)
+                    await daemon.server.wait_stopped()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(serve)
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not serving or stop_requested.is_set():
+                    logs.event(log, logging.INFO, "stopping now", signal=name)
+                    nursery.cancel_scope.cancel()
+                    break
                 logs.event(
                     log,
                     logging.INFO,
-                    "serving",
-                    module=MODULE,
-                    broker=config.broker,
-                    workers=config.workers,
-                    objects=",".join(map(str, server.dispatcher.objects())) or "-",
+                    "stopping",
+                    signal=name,
+                    grace=config.shutdown_grace,
+                    in_flight=serving[0].server.in_flight,
                 )
-                task_status.started(server)
-                async for signum in signals:
-                    logs.event(
-                        log,
-                        logging.INFO,
-                        "stopping",
-                        signal=signal.Signals(signum).name,
-                        grace=config.shutdown_grace,
-                        in_flight=server.in_flight,
-                    )
-                    break
-                await server.stop(config.shutdown_grace)
+                stop_requested.set()
     logs.event(log, logging.INFO, "stopped")

@@ -20,9 +20,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pyroute2 import NetNS, netns
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = ROOT / ".run"
@@ -278,6 +281,20 @@ def _task_exists(address: Path, ns: str, task: str) -> bool:
     return any(
         line.split()[0] == task for line in ctr(address, "tasks", "list", namespace=ns).splitlines()[1:]
     )
+
+
+@contextlib.contextmanager
+def network_namespace() -> Iterator[str]:
+    """A fresh network namespace under /var/run/netns, with a veth pair
+    (``probe0``/``probe1``) that shows which namespace a container joined."""
+    name = f"contd-test-{uuid.uuid4().hex[:8]}"
+    netns.create(name)
+    try:
+        with NetNS(name) as ns:
+            ns.link("add", ifname="probe0", kind="veth", peer="probe1")
+        yield name
+    finally:
+        netns.remove(name)
 
 
 def build_busybox_rootfs(target: Path) -> Path:

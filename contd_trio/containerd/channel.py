@@ -40,6 +40,9 @@ NAMESPACE_HEADER = "containerd-namespace"
 #: containerd's default maximum message size.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
+#: See ContainerdChannel._timeout.
+_TRIO_FIRST_SLACK = 0.25
+
 Req = TypeVar("Req", bound=Message)
 Rep = TypeVar("Rep", bound=Message)
 
@@ -113,10 +116,16 @@ class ContainerdChannel:
         return errors.Unavailable(f"containerd at {self.socket_path} unavailable: {reason}")
 
     def _timeout(self, timeout: float | None) -> float | None:
+        """The timeout sent to containerd: the call's own, or the caller's
+        Trio deadline when that is nearer. In the second case a little slack
+        is added so that Trio's cancellation, not a gRPC deadline error, is
+        what the caller sees when its deadline passes."""
         remaining = trio.current_effective_deadline() - trio.current_time()
-        if timeout is not None:
-            remaining = min(remaining, timeout)
-        return None if math.isinf(remaining) else max(remaining, 0.001)
+        if timeout is not None and timeout <= remaining:
+            return timeout
+        if math.isinf(remaining):
+            return None
+        return max(remaining, 0.0) + _TRIO_FIRST_SLACK
 
     @staticmethod
     def _metadata(namespace: str | None) -> list[tuple[str, str]] | None:

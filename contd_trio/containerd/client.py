@@ -132,9 +132,11 @@ def _container_record(message: containers_pb2.Container) -> ContainerRecord:
 
 
 def _process_state(message: task_pb2.Process) -> ProcessState:
+    # Tasks.List leaves container_id empty (and puts the container's id in id).
+    container_id = message.container_id or message.id
     return ProcessState(
-        container_id=message.container_id,
-        exec_id=message.id if message.id != message.container_id else "",
+        container_id=container_id,
+        exec_id=message.id if message.id != container_id else "",
         pid=message.pid,
         status=_STATUS_NAMES.get(message.status, "unknown"),
         exit_status=message.exit_status,

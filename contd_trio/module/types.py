@@ -166,6 +166,16 @@ class TaskState:
     exited_at: msgpack.Timestamp = GO_ZERO_TIME
     restarts: int = 0
 
+    @classmethod
+    def from_go(cls, value: Mapping[str, Any]) -> TaskState:
+        return cls(
+            status=_read(value, "Status", gotypes.STRING, ""),
+            pid=_read(value, "Pid", gotypes.INT, ""),
+            exit_status=_read(value, "ExitStatus", gotypes.INT, ""),
+            exited_at=_read(value, "ExitedAt", gotypes.TIME, ""),
+            restarts=_read(value, "Restarts", gotypes.INT, ""),
+        )
+
     def to_go(self) -> dict[str, Any]:
         return {
             "Status": self.status,
@@ -221,6 +231,14 @@ class Container:
         if self.task is not None:
             value.update(self.task.to_go())
         return value
+
+    @classmethod
+    def from_inspect(cls, value: Any) -> Container:
+        """Read what Inspect answers: a Container with the live task facts."""
+        container = cls.from_go(value)
+        if "Status" in value:
+            container.task = TaskState.from_go(value)
+        return container
 
     @classmethod
     def from_go(cls, value: Any) -> Container:

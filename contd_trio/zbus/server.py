@@ -94,6 +94,7 @@ class Server:
         self._writer_wakeup = trio.Event()
         self._stopping = False
         self._drained = trio.Event()  # set by the writer once a stopping server's outbox is sent
+        self._stopped = trio.Event()
         self._accepting = trio.CancelScope()
         self._requests_scope = trio.CancelScope()
         self._idle = trio.Event()
@@ -144,6 +145,7 @@ class Server:
             if not self._drained.is_set():
                 logs.event(log, logging.ERROR, "answers lost at shutdown", count=len(self._outbox))
             nursery.cancel_scope.cancel()
+        self._stopped.set()
 
     async def stop(self, grace: float) -> None:
         """Stop taking requests, give in-flight ones ``grace`` seconds, then
@@ -152,6 +154,11 @@ class Server:
         with trio.move_on_after(grace):
             await self._idle.wait()
         self._requests_scope.cancel()
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`serve` has stopped after :meth:`stop` (its last
+        answers sent, or given up on after a bound)."""
+        await self._stopped.wait()
 
     # -- the reader ------------------------------------------------------------------
 

@@ -10,14 +10,27 @@ from pathlib import Path
 import trio
 
 from contd_trio.zbus.client import open_client
+from tools import services
 
 
-async def test_contd_serves_its_status_and_stops_on_sigterm(broker: str, tmp_path: Path) -> None:
+async def test_contd_serves_its_status_and_stops_on_sigterm(
+    broker: str, containerd: services.ContainerdService, tmp_path: Path
+) -> None:
     log_path = tmp_path / "contd.log"
     with (
         open(log_path, "w") as log,
         subprocess.Popen(
-            [sys.executable, "-m", "contd_trio", "-broker", broker, "-root", str(tmp_path / "root")],
+            [
+                sys.executable,
+                "-m",
+                "contd_trio",
+                "-broker",
+                broker,
+                "-root",
+                str(tmp_path / "root"),
+                "-containerd",
+                str(containerd.address),
+            ],
             stderr=log,
         ) as daemon,
     ):

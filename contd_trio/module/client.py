@@ -1,0 +1,60 @@
+"""A typed client of ``container@0.0.1``, over a zbus client.
+
+What the REPL, ``contdctl`` and the tests use: the same calls a Go stub
+makes, with Python values in and out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from ..zbus.client import Client, EventStream
+from .service import MODULE, OBJECT
+from .types import Container
+
+#: The event stream of the module (published by supervision).
+EVENTS = "Events"
+
+
+class ContainerClient:
+    """Calls the container module. ``timeout`` bounds each call (seconds)."""
+
+    def __init__(self, bus: Client, *, timeout: float | None = 330.0) -> None:
+        self.bus = bus
+        self.timeout = timeout
+
+    async def _call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        return await self.bus.call(MODULE, OBJECT, method, *args, timeout=timeout or self.timeout)
+
+    async def run(self, namespace: str, container: Container) -> str:
+        return str(await self._call("Run", namespace, container))
+
+    async def inspect(self, namespace: str, container_id: str) -> Container:
+        return Container.from_inspect(await self._call("Inspect", namespace, container_id))
+
+    async def delete(self, namespace: str, container_id: str) -> None:
+        await self._call("Delete", namespace, container_id)
+
+    async def signal_delete(self, namespace: str, container_id: str) -> None:
+        await self._call("SignalDelete", namespace, container_id)
+
+    async def list(self, namespace: str) -> list[str]:
+        return list(await self._call("List", namespace) or [])
+
+    async def list_ns(self) -> list[str]:
+        return list(await self._call("ListNS") or [])
+
+    async def exec(self, namespace: str, container_id: str, *args: str, timeout: float = 10.0) -> None:
+        """Run ``args`` in the container; ``timeout`` is the process's, in seconds."""
+        await self._call("Exec", namespace, container_id, int(timeout * 1e9), *args, timeout=timeout + 30)
+
+    async def logs(self, namespace: str, container_id: str) -> str:
+        return str(await self._call("Logs", namespace, container_id))
+
+    @asynccontextmanager
+    async def events(self) -> AsyncIterator[EventStream]:
+        """The module's events (maps with Namespace, ID, Kind, ExitStatus, Pid, Time)."""
+        async with self.bus.subscribe(MODULE, OBJECT, EVENTS) as stream:
+            yield stream

@@ -1,0 +1,362 @@
+"""The container module: Run, Inspect, Delete and the rest of 0-OS's surface.
+
+Orchestration only. Validation and spec building are pure modules
+(:mod:`.validate`, :mod:`..containerd.spec`); containerd is reached through
+an injected :class:`~contd_trio.containerd.client.Containerd`. Nothing is
+kept here between calls: every answer is read back from containerd, and
+what a spec cannot say is kept as container labels and spec annotations.
+
+Operations that change a container (Run, Delete, SignalDelete) are
+serialised per (namespace, id); different containers proceed in parallel.
+Every wait is bounded, and cleanup that must finish (removing a half-made
+container, killing an exec that timed out) runs shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+import signal
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import trio
+
+from .. import logs
+from ..containerd import spec as oci
+from ..containerd.client import Containerd, Exit, ProcessState
+from ..errors import AlreadyExists, ExecFailed, FailedPrecondition, InvalidArgument, NotFound
+from . import labels
+from .locks import KeyedLocks
+from .logfiles import tail_lines
+from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, TaskState
+from .validate import HostView, RunPlan, prepare_run, validate_identifier
+
+log = logging.getLogger("contd.module")
+
+#: How long a container (or exec) killed with SIGKILL may take to be gone.
+KILL_GRACE_SECONDS = 10.0
+#: How long removing a half-made container may take, shielded from cancellation.
+CLEANUP_SECONDS = 20.0
+#: Lines of output Logs gives back (0-OS: 100).
+LOG_LINES = 100
+#: Lines of output quoted in an error (an entrypoint or exec that failed).
+ERROR_OUTPUT_LINES = 10
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the daemon keeps its files under ``-root``."""
+
+    root: Path
+
+    def log_file(self, namespace: str, container_id: str) -> Path:
+        validate_identifier("namespace", namespace)
+        validate_identifier("container name", container_id)
+        return self.root / "logs" / namespace / f"{container_id}.log"
+
+    def exec_output(self, namespace: str, container_id: str, exec_id: str) -> Path:
+        validate_identifier("namespace", namespace)
+        validate_identifier("container name", container_id)
+        return self.root / "exec" / namespace / f"{container_id}.{exec_id}.out"
+
+
+class ContainerModule:
+    """The ``container@0.0.1`` object.
+
+    Args:
+        containerd: the client every call goes through.
+        host: what validation may look at (rootfs, netns, mount sources).
+        paths: the daemon's own files.
+    """
+
+    def __init__(self, containerd: Containerd, host: HostView, paths: Paths) -> None:
+        self.containerd = containerd
+        self.host = host
+        self.paths = paths
+        self.locks = KeyedLocks()
+
+    # -- Run -------------------------------------------------------------------------------
+
+    async def run(self, namespace: str, container: Container) -> str:
+        """Create and start a container; returns its id (its name).
+
+        Raises:
+            InvalidArgument: the request is wrong (nothing was created).
+            AlreadyExists: a container of that name exists in the namespace.
+            ContdError: containerd failed; whatever was made is removed first.
+        """
+        plan = await trio.to_thread.run_sync(prepare_run, namespace, container, self.host)
+        container_id = plan.container.name
+        async with self.locks.hold((namespace, container_id)):
+            await self.containerd.ensure_namespace(namespace)
+            log_file = self.paths.log_file(namespace, container_id)
+            await trio.to_thread.run_sync(lambda: log_file.parent.mkdir(parents=True, exist_ok=True))
+            spec = oci.build_spec(namespace, plan.container, plan.args, plan.env, plan.cwd, self.host.facts)
+            try:
+                await self.containerd.create_container(
+                    namespace, container_id, spec, labels={labels.MANAGED: "true"}
+                )
+            except AlreadyExists:
+                raise AlreadyExists(
+                    f"container {container_id} already exists in namespace {namespace}"
+                ) from None
+            started = False
+            try:
+                await self._start(plan, log_file)
+                started = True
+            finally:
+                if not started:
+                    await self._remove_half_made(namespace, container_id)
+        logs.event(log, logging.INFO, "container started", ns=namespace, id=container_id)
+        return container_id
+
+    async def _start(self, plan: RunPlan, log_file: Path) -> None:
+        namespace, container_id = plan.namespace, plan.container.name
+        uri = f"file://{log_file}"
+        await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
+        await self.containerd.start(namespace, container_id)
+
+    async def _remove_half_made(self, namespace: str, container_id: str) -> None:
+        """Remove a container Run made but could not finish; shielded, bounded."""
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS) as scope:
+            try:
+                await self._kill_and_remove_task(namespace, container_id)
+                with contextlib.suppress(NotFound):
+                    await self.containerd.delete_container(namespace, container_id)
+            except Exception:
+                log.exception("could not remove half-made container %s/%s", namespace, container_id)
+        if scope.cancelled_caught:
+            logs.event(
+                log, logging.ERROR, "gave up removing a half-made container", ns=namespace, id=container_id
+            )
+
+    async def _kill_and_remove_task(self, namespace: str, container_id: str) -> Exit | None:
+        """SIGKILL every process of the task, wait for it, delete it."""
+        with contextlib.suppress(NotFound):  # not running, or no task at all
+            await self.containerd.kill(namespace, container_id, signal.SIGKILL, all_processes=True)
+        try:
+            with trio.fail_after(KILL_GRACE_SECONDS):
+                await self.containerd.wait(namespace, container_id)
+            return await self.containerd.delete_task(namespace, container_id)
+        except NotFound:
+            return None
+        except trio.TooSlowError:
+            # Un-killable (a process in D state): say so, and leave it to be
+            # finished off later rather than block this caller forever.
+            raise FailedPrecondition(
+                f"container {container_id} in namespace {namespace} did not exit "
+                f"within {KILL_GRACE_SECONDS:g} seconds of SIGKILL"
+            ) from None
+
+    # -- Inspect, List, ListNS ------------------------------------------------------------------
+
+    async def inspect(self, namespace: str, container_id: str) -> Container:
+        """Everything about a container, read back from containerd.
+
+        Raises:
+            NotFound: no such container.
+        """
+        record = await self._get(namespace, container_id)
+        container = oci.read_spec(record.spec or {})
+        container = replace(container, name=record.id, created_at=record.created_at)
+        try:
+            state: ProcessState | None = await self.containerd.get_process(namespace, container_id)
+        except NotFound:
+            state = None
+        task = TaskState(restarts=labels.restarts(record.labels))
+        if state is None:
+            task.status = "stopped"
+        else:
+            task.status = "paused" if state.status == "pausing" else state.status
+            task.pid = state.pid
+            task.exit_status = state.exit_status
+            task.exited_at = state.exited_at
+        return replace(container, task=task)
+
+    async def list(self, namespace: str) -> list[str]:
+        """The ids of the containers of a namespace."""
+        if not namespace:
+            raise InvalidArgument("namespace is required (ListNS lists the namespaces)")
+        validate_identifier("namespace", namespace)
+        return sorted(c.id for c in await self.containerd.list_containers(namespace))
+
+    async def list_ns(self) -> list[str]:
+        return await self.containerd.list_namespaces()
+
+    async def _get(self, namespace: str, container_id: str):  # type: ignore[no-untyped-def]
+        validate_identifier("namespace", namespace)
+        validate_identifier("container id", container_id)
+        try:
+            return await self.containerd.get_container(namespace, container_id)
+        except NotFound:
+            raise NotFound(f"container {container_id} not found in namespace {namespace}") from None
+
+    # -- Delete, SignalDelete --------------------------------------------------------------------
+
+    async def delete(self, namespace: str, container_id: str) -> None:
+        """SIGTERM, up to the container's shutdown timeout, SIGKILL, then
+        remove its task, the container and its log.
+
+        Raises:
+            NotFound: no such container.
+        """
+        async with self.locks.hold((namespace, container_id)):
+            record = await self._get(namespace, container_id)
+            await self._mark_going_away(namespace, container_id)
+            timeout_ns = oci.read_spec(record.spec or {}).shutdown_timeout_ns
+            grace = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
+            await self._stop(namespace, container_id, grace)
+            with contextlib.suppress(NotFound):
+                await self.containerd.delete_container(namespace, container_id)
+            await trio.to_thread.run_sync(self._remove_logs, namespace, container_id)
+        logs.event(log, logging.INFO, "container deleted", ns=namespace, id=container_id)
+
+    async def _stop(self, namespace: str, container_id: str, grace: float) -> None:
+        try:
+            state = await self.containerd.get_process(namespace, container_id)
+        except NotFound:
+            return  # no task
+        if state.status in ("running", "paused", "pausing"):
+            async with trio.open_nursery() as nursery:
+                exited = trio.Event()
+
+                async def wait_for_exit() -> None:
+                    with contextlib.suppress(NotFound):
+                        await self.containerd.wait(namespace, container_id)
+                    exited.set()
+
+                nursery.start_soon(wait_for_exit)  # waiting before signalling, as 0-OS did
+                with contextlib.suppress(NotFound):
+                    await self.containerd.kill(namespace, container_id, signal.SIGTERM)
+                with trio.move_on_after(grace):
+                    await exited.wait()
+                if not exited.is_set():
+                    logs.event(
+                        log,
+                        logging.INFO,
+                        "container ignored SIGTERM",
+                        ns=namespace,
+                        id=container_id,
+                        grace=grace,
+                    )
+                nursery.cancel_scope.cancel()
+        await self._kill_and_remove_task(namespace, container_id)
+
+    async def signal_delete(self, namespace: str, container_id: str) -> None:
+        """Mark the container as going away (nothing will restart it), send
+        SIGTERM and return. An unknown container is not an error."""
+        async with self.locks.hold((namespace, container_id)):
+            try:
+                await self._get(namespace, container_id)
+                await self._mark_going_away(namespace, container_id)
+                await self.containerd.kill(namespace, container_id, signal.SIGTERM)
+            except NotFound:
+                return
+        logs.event(log, logging.INFO, "container signalled to go away", ns=namespace, id=container_id)
+
+    async def _mark_going_away(self, namespace: str, container_id: str) -> None:
+        await self.containerd.update_labels(namespace, container_id, {labels.GOING_AWAY: "true"})
+
+    def _remove_logs(self, namespace: str, container_id: str) -> None:
+        base = self.paths.log_file(namespace, container_id)
+        for path in (base, base.with_name(base.name + ".1")):
+            path.unlink(missing_ok=True)
+
+    # -- Exec ----------------------------------------------------------------------------------------
+
+    async def exec(self, namespace: str, container_id: str, timeout_ns: int, *args: str) -> None:
+        """Run a process in a running container and wait for it.
+
+        Raises:
+            InvalidArgument: no command, or a timeout that is not positive.
+            NotFound: no such container, or it has no running task.
+            ExecFailed: the process exited non-zero, or ran past the timeout
+                (it is killed then); the message quotes its last output.
+        """
+        if not args:
+            raise InvalidArgument("exec needs a command")
+        if timeout_ns <= 0:
+            raise InvalidArgument(f"exec timeout must be positive, not {timeout_ns}ns")
+        record = await self._get(namespace, container_id)
+        exec_id = f"exec-{uuid.uuid4().hex[:12]}"
+        output = self.paths.exec_output(namespace, container_id, exec_id)
+        await trio.to_thread.run_sync(lambda: output.parent.mkdir(parents=True, exist_ok=True))
+        base = dict(record.spec or {})
+        process = oci.process_spec(list(args), [], "", base)
+        command = shlex.join(args)
+        uri = f"file://{output}"
+        try:
+            await self.containerd.exec(namespace, container_id, exec_id, process, stdout=uri, stderr=uri)
+        except NotFound:
+            raise NotFound(f"container {container_id} in namespace {namespace} is not running") from None
+        timeout = timeout_ns / 1e9
+        try:
+            exit_ = await self._run_exec(namespace, container_id, exec_id, timeout)
+            if exit_ is None:
+                raise ExecFailed(
+                    f"exec {command} in {container_id}: timed out after {timeout:g} seconds"
+                    + await _quoted_output(output),
+                    exit_status=-1,
+                )
+            if exit_.exit_status != 0:
+                raise ExecFailed(
+                    f"exec {command} in {container_id}: non-zero exit code: {exit_.exit_status}"
+                    + await _quoted_output(output),
+                    exit_status=exit_.exit_status,
+                )
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS):
+                await self._remove_exec(namespace, container_id, exec_id)
+                await trio.to_thread.run_sync(lambda: output.unlink(missing_ok=True))
+
+    async def _run_exec(self, namespace: str, container_id: str, exec_id: str, timeout: float) -> Exit | None:
+        """Start the exec process and wait up to ``timeout``; None when it ran past it."""
+        exits: list[Exit] = []
+        exited = trio.Event()
+        async with trio.open_nursery() as nursery:
+
+            async def wait_for_exit() -> None:
+                exits.append(await self.containerd.wait(namespace, container_id, exec_id))
+                exited.set()
+
+            nursery.start_soon(wait_for_exit)
+            await self.containerd.start(namespace, container_id, exec_id)
+            with trio.move_on_after(timeout):
+                await exited.wait()
+            nursery.cancel_scope.cancel()
+        return exits[0] if exits else None
+
+    async def _remove_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
+        try:
+            state = await self.containerd.get_process(namespace, container_id, exec_id)
+        except NotFound:
+            return
+        if state.status != "stopped":
+            with contextlib.suppress(NotFound):
+                await self.containerd.kill(namespace, container_id, signal.SIGKILL, exec_id)
+            with contextlib.suppress(NotFound), trio.move_on_after(KILL_GRACE_SECONDS):
+                await self.containerd.wait(namespace, container_id, exec_id)
+        with contextlib.suppress(NotFound):
+            await self.containerd.delete_process(namespace, container_id, exec_id)
+
+    # -- Logs ----------------------------------------------------------------------------------------
+
+    async def logs(self, namespace: str, container_id: str) -> str:
+        """The last 100 lines of the container's output.
+
+        Raises:
+            NotFound: no such container.
+        """
+        await self._get(namespace, container_id)
+        path = self.paths.log_file(namespace, container_id)
+        lines = await trio.to_thread.run_sync(tail_lines, path, LOG_LINES)
+        return "".join(lines)
+
+
+async def _quoted_output(path: Path) -> str:
+    lines = await trio.to_thread.run_sync(tail_lines, path, ERROR_OUTPUT_LINES)
+    text = "".join(lines).strip()
+    return f"; output: {text}" if text else ""

@@ -1,0 +1,38 @@
+"""``container@0.0.1`` on zbus: the method table Go stubs call.
+
+Signatures are 0-OS's ``pkg.ContainerModule``, argument for argument, so the
+generated Go stubs call every method unchanged.
+"""
+
+from __future__ import annotations
+
+from ..zbus import ObjectID, gotypes
+from ..zbus.dispatch import Method
+from .container import ContainerModule
+from .types import CONTAINER, CONTAINER_ID
+
+MODULE = "container"
+OBJECT = ObjectID("container", "0.0.1")
+
+S = gotypes.STRING
+
+
+def container_methods(module: ContainerModule) -> dict[str, Method]:
+    return {
+        # Run(ns string, data Container) (ContainerID, error)
+        "Run": Method(module.run, params=(S, CONTAINER), results=(CONTAINER_ID,)),
+        # Inspect(ns string, id ContainerID) (Container, error)
+        "Inspect": Method(module.inspect, params=(S, CONTAINER_ID), results=(CONTAINER,)),
+        # Delete(ns string, id ContainerID) error
+        "Delete": Method(module.delete, params=(S, CONTAINER_ID)),
+        # SignalDelete(ns string, id ContainerID) error
+        "SignalDelete": Method(module.signal_delete, params=(S, CONTAINER_ID)),
+        # List(ns string) ([]ContainerID, error)
+        "List": Method(module.list, params=(S,), results=(gotypes.slice_of(CONTAINER_ID),)),
+        # ListNS() ([]string, error)
+        "ListNS": Method(module.list_ns, results=(gotypes.slice_of(S),)),
+        # Exec(ns, containerID string, timeout time.Duration, args ...string) error
+        "Exec": Method(module.exec, params=(S, S, gotypes.DURATION), variadic=S),
+        # Logs(ns, containerID string) (string, error)
+        "Logs": Method(module.logs, params=(S, S), results=(S,)),
+    }

@@ -1,0 +1,43 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import msgpack
+import trio
+
+
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` (sync or async) until true; fail after ``timeout``."""
+    with trio.fail_after(timeout):
+        while True:
+            result = predicate()
+            if hasattr(result, "__await__"):
+                result = await result
+            if result:
+                return
+            await trio.sleep(interval)
+
+
+def cgroup_value(namespace: str, container_id: str, controller: str, v1_file: str, v2_file: str) -> str:
+    """A cgroup setting of a container, on cgroup v1 or v2 hosts."""
+    v1 = Path("/sys/fs/cgroup") / controller / namespace / container_id / v1_file
+    if v1.exists():
+        return v1.read_text().strip()
+    return (Path("/sys/fs/cgroup") / namespace / container_id / v2_file).read_text().strip()
+
+
+def go_pack(value: object) -> bytes:
+    """msgpack as Go's vmihailenco/msgpack v4 writes it: every integer as
+    int64 (0xd3), or uint64 (0xcf) past int64's range."""
+    if isinstance(value, bool) or not isinstance(value, int | list | dict):
+        return msgpack.packb(value, use_bin_type=True)
+    if isinstance(value, int):
+        return b"\xd3" + struct.pack(">q", value) if value < 2**63 else b"\xcf" + struct.pack(">Q", value)
+    if isinstance(value, list):
+        head = bytes([0x90 | len(value)]) if len(value) < 16 else b"\xdc" + struct.pack(">H", len(value))
+        return head + b"".join(go_pack(v) for v in value)
+    head = bytes([0x80 | len(value)]) if len(value) < 16 else b"\xde" + struct.pack(">H", len(value))
+    return head + b"".join(go_pack(k) + go_pack(v) for k, v in value.items())
