@@ -24,8 +24,13 @@ from .config import Config
 from .containerd.channel import open_channel
 from .containerd.client import Containerd
 from .containerd.spec import HostFacts
-from .module.container import ContainerModule, Paths
-from .module.service import MODULE, OBJECT, container_methods
+from .module.container import ContainerModule, Paths, RunSettings
+from .module.lifecycle import Lifecycle
+from .module.output import install_logshim
+from .module.restart_policy import RestartPolicy
+from .module.service import EVENTS, MODULE, OBJECT, container_methods
+from .module.stats import StatsMonitors
+from .module.supervisor import Supervisor
 from .module.validate import LocalHost
 from .zbus.errors import BusUnavailable
 from .zbus.server import Server
@@ -84,12 +89,14 @@ class Daemon:
     server: Server
     containerd: Containerd
     module: ContainerModule
+    supervisor: Supervisor
+    stats: StatsMonitors
 
 
 @asynccontextmanager
 async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
-    """Connect to Redis and containerd (waiting for both) and serve
-    ``container@0.0.1`` until the block ends."""
+    """Connect to Redis and containerd (waiting for both), start supervision
+    and serve ``container@0.0.1`` until the block ends."""
     async with (
         open_redis_transport(config.broker) as transport,
         open_channel(config.containerd_socket) as channel,
@@ -97,11 +104,24 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
         await wait_for_broker(transport)
         containerd = Containerd(channel)
         version = await wait_for_containerd(containerd)
-        host = LocalHost(HostFacts(cpu_count=os.cpu_count() or 1, corex_path=str(config.corex)))
-        module = ContainerModule(containerd, host, Paths(config.root))
         server = Server(MODULE, transport, workers=config.workers, timeout=config.request_timeout)
+        lifecycle = Lifecycle(publish=lambda event: server.publish_nowait(OBJECT, EVENTS, event))
+        stats = StatsMonitors()
+        host = LocalHost(HostFacts(cpu_count=os.cpu_count() or 1, corex_path=str(config.corex)))
+        logshim = await trio.to_thread.run_sync(install_logshim, config.root / "bin")
+        settings = RunSettings(
+            logshim=logshim, log_max_bytes=config.log_max_bytes, start_settle=config.start_settle
+        )
+        module = ContainerModule(containerd, host, Paths(config.root), settings, lifecycle, stats)
+        policy = RestartPolicy(
+            delay=config.restart_delay, limit=config.restart_limit, window=config.restart_window
+        )
+        supervisor = Supervisor(containerd, module, lifecycle, policy)
         server.register(OBJECT, container_methods(module))
         async with trio.open_nursery() as nursery:
+            await nursery.start(stats.serve)
+            # Subscribed to events before the first Run can need them.
+            await nursery.start(supervisor.serve)
             await nursery.start(server.serve)
             logs.event(
                 log,
@@ -115,7 +135,7 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
                 workers=config.workers,
             )
             try:
-                yield Daemon(config, server, containerd, module)
+                yield Daemon(config, server, containerd, module, supervisor, stats)
             finally:
                 nursery.cancel_scope.cancel()
 

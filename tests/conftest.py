@@ -57,6 +57,16 @@ def broker(run_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def backend_redis(run_dir: Path) -> Iterator[services.RedisService]:
+    """A Redis on 127.0.0.1, for log and stats backends (redis://host:port/channel)."""
+    service = services.start_redis(run_dir, name="backend-redis", port=services.free_loopback_port())
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
 def containerd(run_dir: Path) -> Iterator[services.ContainerdService]:
     """A containerd + runc of the session's own (or ``CONTD_TEST_CONTAINERD``'s
     socket); every container the tests leave is killed and removed at the end."""

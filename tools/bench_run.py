@@ -139,6 +139,7 @@ async def bench_ctr(address: Path, rootfs: Path, count: int) -> dict[str, list[f
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20, help="sequential runs of each kind")
+    parser.add_argument("--start-settle", default="250ms", help="contd's -start-settle (default %(default)s)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp, services.network_namespace() as netns:
         run_dir = Path(tmp)
@@ -159,6 +160,8 @@ def main() -> int:
                     "warning",
                     "-workers",
                     "64",
+                    "-start-settle",
+                    args.start_settle,
                 ],
                 cwd=ROOT,
             )
@@ -169,7 +172,8 @@ def main() -> int:
                 daemon.terminate()
                 daemon.wait(30)
                 services.reap_containerd(containerd.address)
-    print(f"busybox rootfs, {args.count} sequential each, then 50 at once")
+    settle = args.start_settle
+    print(f"busybox rootfs, {args.count} sequential each, then 50 at once; contd -start-settle {settle}")
     print(f"Run    contd (zbus request to reply): {fmt(ours['run'])}")
     print(f"       ctr run -d --rootfs:            {fmt(theirs['run'])}")
     ours_ms, theirs_ms = ours["run50_wall"][0] * 1e3, theirs["run50_wall"][0] * 1e3

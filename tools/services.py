@@ -78,14 +78,22 @@ class Service:
 @dataclass
 class RedisService(Service):
     socket_path: Path = Path()
+    #: Also listening on 127.0.0.1:port when not 0 (log and stats backends are TCP).
+    port: int = 0
 
     @property
     def url(self) -> str:
+        """The zbus broker address."""
         return f"unix://{self.socket_path}"
+
+    def channel_url(self, channel: str) -> str:
+        """A ``redis://host:port/channel`` URL, as log and stats backends take."""
+        assert self.port, "this Redis has no TCP port"
+        return f"redis://127.0.0.1:{self.port}/{channel}"
 
     def restart(self) -> None:
         self.stop()
-        fresh = start_redis(self.socket_path.parent, name=self.socket_path.stem)
+        fresh = start_redis(self.socket_path.parent, name=self.socket_path.stem, port=self.port)
         self.process = fresh.process
 
 
@@ -129,8 +137,15 @@ def _unix_socket_accepts(path: Path) -> bool:
         return True
 
 
-def start_redis(run_dir: Path, name: str = "redis") -> RedisService:
-    """A Redis on a unix socket in ``run_dir``, no persistence."""
+def free_loopback_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis(run_dir: Path, name: str = "redis", port: int = 0) -> RedisService:
+    """A Redis on a unix socket in ``run_dir`` (and on 127.0.0.1:port when
+    ``port`` is given), no persistence."""
     run_dir.mkdir(parents=True, exist_ok=True)
     sock = run_dir / f"{name}.sock"
     log_path = run_dir / f"{name}.log"
@@ -141,7 +156,9 @@ def start_redis(run_dir: Path, name: str = "redis") -> RedisService:
         [
             redis_server,
             "--port",
-            "0",
+            str(port),
+            "--bind",
+            "127.0.0.1",
             "--unixsocket",
             str(sock),
             "--unixsocketperm",
@@ -163,7 +180,7 @@ def start_redis(run_dir: Path, name: str = "redis") -> RedisService:
         start_new_session=True,
         preexec_fn=_die_with_parent,
     )
-    service = RedisService(name, process, log_path, socket_path=sock)
+    service = RedisService(name, process, log_path, socket_path=sock, port=port)
     _wait_for(lambda: _unix_socket_accepts(sock), 15, "redis-server", service)
     return service
 
@@ -274,7 +291,55 @@ def reap_containerd(address: Path) -> list[str]:
         for container in ctr(address, "containers", "list", "-q", namespace=ns).split():
             ctr(address, "containers", "delete", container, namespace=ns, check=False)
             removed.append(f"{ns}/{container}")
+    # Shims whose container record is gone (a leak) would keep running: end them too.
+    for pid in shim_pids(address):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for ns in ctr(address, "namespaces", "list", "-q").split():
+        remove_cgroups(ns)
     return removed
+
+
+def shim_pids(address: Path, namespace: str | None = None) -> list[int]:
+    """The runc shims serving a containerd (and one namespace of it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"containerd-shim-runc-v2"):
+            continue
+        args = dict(zip(argv[1::2], argv[2::2], strict=False))
+        if args.get(b"-address") != str(address).encode():
+            continue
+        if namespace is None or args.get(b"-namespace") == namespace.encode():
+            found.append(int(proc.name))
+    return found
+
+
+def remove_cgroups(namespace: str) -> None:
+    """Kill what is left in a namespace's cgroups and remove them (runc
+    leaves the empty ``/<ns>`` parent behind)."""
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        parent = controller / namespace
+        if not parent.is_dir():
+            continue
+        for child in [p for p in parent.iterdir() if p.is_dir()] + [parent]:
+            procs = child / "cgroup.procs"
+            for pid in procs.read_text().split() if procs.exists() else ():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            for _ in range(50):
+                try:
+                    child.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
 
 
 def _task_exists(address: Path, ns: str, task: str) -> bool:

@@ -11,11 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from ..zbus.client import Client, EventStream
-from .service import MODULE, OBJECT
+from .service import EVENTS, MODULE, OBJECT
 from .types import Container
-
-#: The event stream of the module (published by supervision).
-EVENTS = "Events"
 
 
 class ContainerClient:

@@ -22,17 +22,28 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import msgpack
 import trio
 
 from .. import logs
 from ..containerd import spec as oci
 from ..containerd.client import Containerd, Exit, ProcessState
-from ..errors import AlreadyExists, ExecFailed, FailedPrecondition, InvalidArgument, NotFound
+from ..errors import (
+    AlreadyExists,
+    EntrypointExited,
+    ExecFailed,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from . import labels
+from .lifecycle import Lifecycle
 from .locks import KeyedLocks
 from .logfiles import tail_lines
+from .output import task_output_uri
+from .stats import StatsMonitors
 from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, TaskState
-from .validate import HostView, RunPlan, prepare_run, validate_identifier
+from .validate import HostView, prepare_run, validate_identifier
 
 log = logging.getLogger("contd.module")
 
@@ -63,6 +74,24 @@ class Paths:
         return self.root / "exec" / namespace / f"{container_id}.{exec_id}.out"
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """How Run starts containers (from the daemon's flags).
+
+    Attributes:
+        logshim: the installed log shim (see :mod:`.output`).
+        log_max_bytes: where container logs rotate.
+        start_settle: how long a new entrypoint must stay up for Run to succeed.
+        start_event_wait: how long Run waits for containerd's TaskStart before
+            asking containerd for the task's state itself.
+    """
+
+    logshim: Path
+    log_max_bytes: int = 10 * 1024 * 1024
+    start_settle: float = 0.25
+    start_event_wait: float = 2.0
+
+
 class ContainerModule:
     """The ``container@0.0.1`` object.
 
@@ -70,54 +99,141 @@ class ContainerModule:
         containerd: the client every call goes through.
         host: what validation may look at (rootfs, netns, mount sources).
         paths: the daemon's own files.
+        settings: how tasks are started.
+        lifecycle: shared with the supervisor (start confirmation, events).
+        stats: the stats monitors, or None to run none.
     """
 
-    def __init__(self, containerd: Containerd, host: HostView, paths: Paths) -> None:
+    def __init__(
+        self,
+        containerd: Containerd,
+        host: HostView,
+        paths: Paths,
+        settings: RunSettings,
+        lifecycle: Lifecycle,
+        stats: StatsMonitors | None = None,
+    ) -> None:
         self.containerd = containerd
         self.host = host
         self.paths = paths
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.stats = stats
         self.locks = KeyedLocks()
 
     # -- Run -------------------------------------------------------------------------------
 
     async def run(self, namespace: str, container: Container) -> str:
-        """Create and start a container; returns its id (its name).
+        """Create and start a container; returns its id (its name) once
+        containerd reported it started and it stayed up for the settle window.
 
         Raises:
             InvalidArgument: the request is wrong (nothing was created).
             AlreadyExists: a container of that name exists in the namespace.
+            EntrypointExited: the entrypoint exited at once (the container is removed).
             ContdError: containerd failed; whatever was made is removed first.
         """
         plan = await trio.to_thread.run_sync(prepare_run, namespace, container, self.host)
         container_id = plan.container.name
         async with self.locks.hold((namespace, container_id)):
             await self.containerd.ensure_namespace(namespace)
-            log_file = self.paths.log_file(namespace, container_id)
-            await trio.to_thread.run_sync(lambda: log_file.parent.mkdir(parents=True, exist_ok=True))
             spec = oci.build_spec(namespace, plan.container, plan.args, plan.env, plan.cwd, self.host.facts)
-            try:
-                await self.containerd.create_container(
-                    namespace, container_id, spec, labels={labels.MANAGED: "true"}
-                )
-            except AlreadyExists:
-                raise AlreadyExists(
-                    f"container {container_id} already exists in namespace {namespace}"
-                ) from None
+            # Calls that create something are not cancelled half-way: containerd
+            # would finish them anyway, and the cleanup must know what exists.
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.containerd.create_container(
+                        namespace, container_id, spec, labels={labels.MANAGED: "true"}
+                    )
+                except AlreadyExists:
+                    raise AlreadyExists(
+                        f"container {container_id} already exists in namespace {namespace}"
+                    ) from None
             started = False
             try:
-                await self._start(plan, log_file)
+                await self.start_task(namespace, plan.container)
                 started = True
             finally:
                 if not started:
                     await self._remove_half_made(namespace, container_id)
-        logs.event(log, logging.INFO, "container started", ns=namespace, id=container_id)
+            if self.stats is not None:
+                self.stats.start(namespace, container_id, plan.container.stats or ())
         return container_id
 
-    async def _start(self, plan: RunPlan, log_file: Path) -> None:
-        namespace, container_id = plan.namespace, plan.container.name
-        uri = f"file://{log_file}"
-        await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
-        await self.containerd.start(namespace, container_id)
+    async def start_task(self, namespace: str, container: Container) -> int:
+        """Create and start the container's task, its output going through
+        the log shim; returns the pid once the start is confirmed.
+
+        Wait is called before Start (containerd's rule), interest in the
+        TaskStart event is registered before Start, and the task's state is
+        asked for when the event is late. An exit before the start is
+        confirmed or within the settle window fails the start.
+
+        Raises:
+            EntrypointExited: the process exited; the task is left for the caller.
+        """
+        container_id = container.name
+        log_file = self.paths.log_file(namespace, container_id)
+        await trio.to_thread.run_sync(lambda: log_file.parent.mkdir(parents=True, exist_ok=True))
+        uri = task_output_uri(
+            self.settings.logshim, log_file, self.settings.log_max_bytes, container.logs or ()
+        )
+        with self.lifecycle.starting(namespace, container_id) as waiter:
+            with trio.CancelScope(shield=True):
+                await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
+            exits: list[Exit] = []
+            exited = trio.Event()
+            settled = trio.Event()  # started, or exited
+            async with trio.open_nursery() as nursery:
+
+                async def wait_for_exit() -> None:
+                    exits.append(await self.containerd.wait(namespace, container_id))
+                    exited.set()
+                    settled.set()
+
+                async def confirm_start() -> None:
+                    await waiter.started.wait()
+                    settled.set()
+
+                nursery.start_soon(wait_for_exit)
+                nursery.start_soon(confirm_start)
+                await trio.lowlevel.checkpoint()  # let Wait go out first
+                with trio.CancelScope(shield=True):
+                    pid = await self.containerd.start(namespace, container_id)
+                with trio.move_on_after(self.settings.start_event_wait):
+                    await settled.wait()
+                if not settled.is_set():
+                    # The event is late (or lost): ask containerd itself.
+                    state = await self.containerd.get_process(namespace, container_id)
+                    logs.event(
+                        log,
+                        logging.WARNING,
+                        "no TaskStart event in time",
+                        ns=namespace,
+                        id=container_id,
+                        status=state.status,
+                    )
+                with trio.move_on_after(self.settings.start_settle):
+                    await exited.wait()
+                nursery.cancel_scope.cancel()
+        if exits:
+            status = exits[0].exit_status
+            raise EntrypointExited(
+                f"entrypoint of {container_id} exited with status {status}"
+                + await self._output_tail(namespace, container_id),
+                exit_status=status,
+            )
+        return pid
+
+    async def _output_tail(self, namespace: str, container_id: str) -> str:
+        # The log shim writes the last lines when the task is deleted: do that first.
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(CLEANUP_SECONDS),
+            contextlib.suppress(NotFound),
+        ):
+            await self.containerd.delete_task(namespace, container_id)
+        return await _quoted_output(self.paths.log_file(namespace, container_id))
 
     async def _remove_half_made(self, namespace: str, container_id: str) -> None:
         """Remove a container Run made but could not finish; shielded, bounded."""
@@ -126,6 +242,7 @@ class ContainerModule:
                 await self._kill_and_remove_task(namespace, container_id)
                 with contextlib.suppress(NotFound):
                     await self.containerd.delete_container(namespace, container_id)
+                await trio.to_thread.run_sync(self._remove_logs, namespace, container_id)
             except Exception:
                 log.exception("could not remove half-made container %s/%s", namespace, container_id)
         if scope.cancelled_caught:
@@ -168,7 +285,13 @@ class ContainerModule:
             state = None
         task = TaskState(restarts=labels.restarts(record.labels))
         if state is None:
+            # No task: never started, given up, or being restarted. How the
+            # last one ended is kept in labels when supervision removed it.
             task.status = "stopped"
+            task.exit_status = labels.exit_status(record.labels)
+            exited_ns = labels.exited_at_ns(record.labels)
+            if exited_ns is not None:
+                task.exited_at = msgpack.Timestamp.from_unix_nano(exited_ns)
         else:
             task.status = "paused" if state.status == "pausing" else state.status
             task.pid = state.pid
@@ -206,6 +329,8 @@ class ContainerModule:
         async with self.locks.hold((namespace, container_id)):
             record = await self._get(namespace, container_id)
             await self._mark_going_away(namespace, container_id)
+            if self.stats is not None:
+                self.stats.stop(namespace, container_id)
             timeout_ns = oci.read_spec(record.spec or {}).shutdown_timeout_ns
             grace = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
             await self._stop(namespace, container_id, grace)

@@ -17,6 +17,11 @@ GOING_AWAY = "contd.going-away"
 RESTARTS = "contd.restarts"
 #: Supervision gave up on it (the reason); its task is removed, the container kept.
 FAILED = "contd.failed"
+#: Recent crash times (wall clock, comma-separated), for the restart policy.
+CRASHES = "contd.crashes"
+#: How its last task ended, once that task is gone (Inspect reports it).
+EXIT_STATUS = "contd.exit-status"
+EXITED_AT = "contd.exited-at"
 
 
 def restarts(container_labels: Mapping[str, str]) -> int:
@@ -28,3 +33,17 @@ def restarts(container_labels: Mapping[str, str]) -> int:
 
 def going_away(container_labels: Mapping[str, str]) -> bool:
     return container_labels.get(GOING_AWAY) == "true"
+
+
+def exit_status(container_labels: Mapping[str, str]) -> int:
+    try:
+        return int(container_labels.get(EXIT_STATUS, "0"))
+    except ValueError:
+        return 0
+
+
+def exited_at_ns(container_labels: Mapping[str, str]) -> int | None:
+    try:
+        return int(container_labels[EXITED_AT])
+    except (KeyError, ValueError):
+        return None

@@ -13,6 +13,8 @@ from .types import CONTAINER, CONTAINER_ID
 
 MODULE = "container"
 OBJECT = ObjectID("container", "0.0.1")
+#: The event stream: ``container.container@0.0.1.Events``.
+EVENTS = "Events"
 
 S = gotypes.STRING
 

@@ -3,7 +3,10 @@ in-process, its client, network namespaces and root filesystems."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -83,3 +86,11 @@ def ns(containerd: services.ContainerdService) -> Iterator[str]:
             ).split():
                 break
         services.ctr(containerd.address, "containers", "delete", container, namespace=name, check=False)
+    # A shim still running once its containers are gone is a task the daemon leaked.
+    deadline = time.monotonic() + 5
+    while (leaked := services.shim_pids(containerd.address, name)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in leaked:
+        os.kill(pid, signal.SIGKILL)
+    services.remove_cgroups(name)
+    assert not leaked, f"runc shims left running in namespace {name}: {leaked}"

@@ -1,0 +1,52 @@
+"""Where a container's output goes: the log shim and its stdio URI.
+
+Design (measured, see README "Logs"): the runc shim starts our log shim
+(``contd_trio/logshim.py``) per task through a ``binary://`` URI rather than
+writing a ``file://`` the daemon would rotate and forward from saved
+offsets. The log shim is the file's only writer, so it rotates between
+lines without losing any, and it outlives the daemon, so neither logging
+nor forwarding depends on the daemon being up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from .types import Logs
+
+LOGSHIM_NAME = "contd-logshim"
+_SOURCE = Path(__file__).resolve().parent.parent / "logshim.py"
+
+
+def install_logshim(bin_dir: Path, python: str = sys.executable) -> Path:
+    """Write the log shim as an executable under ``bin_dir`` (replaced
+    atomically when it changed); returns its path.
+
+    It runs with ``-S``: the standard library only, no site-packages, so each
+    one stays small.
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    target = bin_dir / LOGSHIM_NAME
+    content = f"#!{python} -S\n".encode() + _SOURCE.read_bytes()
+    if target.exists() and target.read_bytes() == content:
+        return target
+    staging = target.with_name(f".{LOGSHIM_NAME}.{os.getpid()}")
+    staging.write_bytes(content)
+    staging.chmod(0o755)
+    os.replace(staging, target)
+    return target
+
+
+def task_output_uri(shim: Path, log_file: Path, max_bytes: int, backends: Sequence[Logs]) -> str:
+    """The stdio URI (for both stdout and stderr) of a container's task."""
+    args: dict[str, str] = {"--log": str(log_file), "--max-bytes": str(max_bytes)}
+    for index, backend in enumerate(backends):
+        if backend.data.stdout:
+            args[f"--stdout.{index}"] = backend.data.stdout
+        if backend.data.stderr:
+            args[f"--stderr.{index}"] = backend.data.stderr
+    return f"binary://{quote(str(shim))}?{urlencode(args)}"

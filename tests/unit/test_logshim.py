@@ -1,0 +1,97 @@
+"""The log shim's pure parts, and its stdio URI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from contd_trio import logshim
+from contd_trio.module.output import install_logshim, task_output_uri
+from contd_trio.module.types import Logs, LogsRedis
+
+
+def test_arguments_come_in_any_order() -> None:
+    assert logshim.parse_args(["--max-bytes", "10", "--log", "/x.log"]) == {
+        "max-bytes": "10",
+        "log": "/x.log",
+    }
+    with pytest.raises(SystemExit, match="--log PATH is required"):
+        logshim.parse_args(["--max-bytes", "10"])
+
+
+@pytest.mark.parametrize(
+    ("url", "parsed"),
+    [
+        ("redis://127.0.0.1:6380/out", ("127.0.0.1", 6380, b"out")),
+        ("redis://host/ch", ("host", 6379, b"ch")),
+        ("redis://[::1]:7000/a/b", ("::1", 7000, b"a/b")),
+    ],
+)
+def test_redis_urls(url: str, parsed: tuple[str, int, bytes]) -> None:
+    assert logshim.parse_redis_url(url) == parsed
+
+
+@pytest.mark.parametrize("url", ["tcp://h:1/c", "redis://h:1", "redis://:1/c", "redis://h:x/c"])
+def test_bad_redis_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        logshim.parse_redis_url(url)
+
+
+def test_rotation_happens_between_lines_and_keeps_one_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    logfile = logshim.LogFile(str(path), max_bytes=30)
+    stream = logshim.Stream(3, [])
+    for i in range(10):
+        stream.feed(f"line {i}\n".encode()[:4], logfile)  # pieces of lines...
+        stream.feed(f"line {i}\n".encode()[4:], logfile)
+    stream.finish(logfile)
+    logfile.close()
+    old, new = (tmp_path / "c.log.1").read_text(), path.read_text()
+    assert len(new) <= 30 and len(old) <= 30
+    lines = (old + new).splitlines()
+    assert lines == [f"line {i}" for i in range(10 - len(lines), 10)]  # whole, in order, the newest kept
+
+
+def test_a_partial_last_line_is_written_at_the_end(tmp_path: Path) -> None:
+    logfile = logshim.LogFile(str(tmp_path / "c.log"), max_bytes=1000)
+    channel = logshim.RedisChannel("redis://127.0.0.1:1/x")
+    stream = logshim.Stream(3, [channel])
+    stream.feed(b"a\nb", logfile)
+    stream.finish(logfile)
+    assert (tmp_path / "c.log").read_text() == "a\nb\n"
+    assert channel.pending == [b"a", b"b"]
+
+
+def test_lines_wait_for_redis_but_not_forever() -> None:
+    channel = logshim.RedisChannel("redis://127.0.0.1:1/x")
+    for i in range(logshim.MAX_PENDING_LINES + 5):
+        channel.add(str(i).encode())
+    assert len(channel.pending) == logshim.MAX_PENDING_LINES and channel.dropped == 5
+    assert channel.pending[0] == b"5"
+
+
+def test_the_installed_shim_runs_without_site_packages(tmp_path: Path) -> None:
+    shim = install_logshim(tmp_path / "bin", python="/usr/bin/python3")
+    first_line = shim.read_text().splitlines()[0]
+    assert first_line == "#!/usr/bin/python3 -S" and shim.stat().st_mode & 0o111
+    assert install_logshim(tmp_path / "bin", python="/usr/bin/python3") == shim  # idempotent
+
+
+def test_the_stdio_uri_carries_every_argument() -> None:
+    backends = [
+        Logs("redis", LogsRedis("redis://h:1/out", "redis://h:1/err")),
+        Logs("redis", LogsRedis("redis://h:2/o2", "")),
+    ]
+    uri = task_output_uri(Path("/r/bin/contd-logshim"), Path("/r/logs/n/c 1.log"), 4096, backends)
+    parts = urlsplit(uri)
+    assert parts.scheme == "binary" and parts.path == "/r/bin/contd-logshim"
+    args = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert args == {
+        "--log": "/r/logs/n/c 1.log",
+        "--max-bytes": "4096",
+        "--stdout.0": "redis://h:1/out",
+        "--stderr.0": "redis://h:1/err",
+        "--stdout.1": "redis://h:2/o2",
+    }
