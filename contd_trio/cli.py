@@ -8,7 +8,6 @@ and with two.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -25,6 +24,7 @@ from .config import (
     parse_duration,
     parse_size,
 )
+from .errors import first_leaf
 from .zbus.transport import parse_broker_url
 
 
@@ -206,9 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log_level)
     from .app import run_daemon  # after logging is set up
 
-    with contextlib.suppress(KeyboardInterrupt):
+    code = 0
+    # The nurseries below deliver errors as exception groups: unwrap them here, once.
+    try:
         trio_asyncio.run(run_daemon, config)
-    return 0
+    except* KeyboardInterrupt:
+        pass
+    except* OSError as group:
+        # The root directory cannot be written, say: say so in one line.
+        print(f"contd: {first_leaf(group)}", file=sys.stderr)
+        code = 1
+    return code
 
 
 if __name__ == "__main__":

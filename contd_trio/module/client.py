@@ -6,8 +6,6 @@ makes, with Python values in and out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from ..zbus.client import Client, EventStream
@@ -50,8 +48,38 @@ class ContainerClient:
     async def logs(self, namespace: str, container_id: str) -> str:
         return str(await self._call("Logs", namespace, container_id))
 
-    @asynccontextmanager
-    async def events(self) -> AsyncIterator[EventStream]:
-        """The module's events (maps with Namespace, ID, Kind, ExitStatus, Pid, Time)."""
-        async with self.bus.subscribe(MODULE, OBJECT, EVENTS) as stream:
-            yield stream
+    def events(self) -> Events:
+        """The module's events (maps with Namespace, ID, Kind, ExitStatus, Pid,
+        Time): ``async with contd.events() as events: async for e in events``,
+        or simply ``async for e in contd.events()`` at a console."""
+        return Events(self.bus)
+
+
+class Events:
+    """A subscription to ``container.container@0.0.1.Events``, live once
+    entered (or once iteration starts)."""
+
+    def __init__(self, bus: Client) -> None:
+        self._context = bus.subscribe(MODULE, OBJECT, EVENTS)
+        self._stream: EventStream | None = None
+
+    async def __aenter__(self) -> Events:
+        self._stream = await self._context.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._stream is not None:
+            self._stream = None
+            await self._context.__aexit__(*exc_info)
+
+    def __aiter__(self) -> Events:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._stream is None:
+            await self.__aenter__()
+        assert self._stream is not None
+        return await self._stream.__anext__()  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self.__aexit__(None, None, None)

@@ -6,6 +6,8 @@ generated Go stubs call every method unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..zbus import ObjectID, gotypes
 from ..zbus.dispatch import Method
 from .container import ContainerModule
@@ -19,22 +21,30 @@ EVENTS = "Events"
 S = gotypes.STRING
 
 
+def _ns(namespace: str, *_: Any) -> dict[str, Any]:
+    return {"ns": namespace}
+
+
+def _ns_id(namespace: str, target: Any, *_: Any) -> dict[str, Any]:
+    return {"ns": namespace, "id": getattr(target, "name", target)}
+
+
 def container_methods(module: ContainerModule) -> dict[str, Method]:
     return {
         # Run(ns string, data Container) (ContainerID, error)
-        "Run": Method(module.run, params=(S, CONTAINER), results=(CONTAINER_ID,)),
+        "Run": Method(module.run, params=(S, CONTAINER), results=(CONTAINER_ID,), describe=_ns_id),
         # Inspect(ns string, id ContainerID) (Container, error)
-        "Inspect": Method(module.inspect, params=(S, CONTAINER_ID), results=(CONTAINER,)),
+        "Inspect": Method(module.inspect, params=(S, CONTAINER_ID), results=(CONTAINER,), describe=_ns_id),
         # Delete(ns string, id ContainerID) error
-        "Delete": Method(module.delete, params=(S, CONTAINER_ID)),
+        "Delete": Method(module.delete, params=(S, CONTAINER_ID), describe=_ns_id),
         # SignalDelete(ns string, id ContainerID) error
-        "SignalDelete": Method(module.signal_delete, params=(S, CONTAINER_ID)),
+        "SignalDelete": Method(module.signal_delete, params=(S, CONTAINER_ID), describe=_ns_id),
         # List(ns string) ([]ContainerID, error)
-        "List": Method(module.list, params=(S,), results=(gotypes.slice_of(CONTAINER_ID),)),
+        "List": Method(module.list, params=(S,), results=(gotypes.slice_of(CONTAINER_ID),), describe=_ns),
         # ListNS() ([]string, error)
         "ListNS": Method(module.list_ns, results=(gotypes.slice_of(S),)),
         # Exec(ns, containerID string, timeout time.Duration, args ...string) error
-        "Exec": Method(module.exec, params=(S, S, gotypes.DURATION), variadic=S),
+        "Exec": Method(module.exec, params=(S, S, gotypes.DURATION), variadic=S, describe=_ns_id),
         # Logs(ns, containerID string) (string, error)
-        "Logs": Method(module.logs, params=(S, S), results=(S,)),
+        "Logs": Method(module.logs, params=(S, S), results=(S,), describe=_ns_id),
     }

@@ -36,6 +36,9 @@ class Method:
     params: Sequence[GoType[Any]] = ()
     variadic: GoType[Any] | None = None
     results: Sequence[GoType[Any]] = ()
+    #: What the server's log line about a call says of its arguments
+    #: (e.g. ``{"ns": ..., "id": ...}``); nothing when None.
+    describe: Callable[..., Mapping[str, Any]] | None = None
 
     def zero_results(self) -> bytes | None:
         """What Go puts in ``Output.Data`` next to an error: the zero values."""
@@ -63,6 +66,15 @@ class BoundCall:
     name: str
     method: Method
     args: tuple[Any, ...]
+
+    def context(self) -> Mapping[str, Any]:
+        """Key=value context for log lines about this call."""
+        if self.method.describe is None:
+            return {}
+        try:
+            return self.method.describe(*self.args)
+        except Exception:  # a log helper must never fail a call
+            return {}
 
     @property
     def action(self) -> str:

@@ -303,23 +303,15 @@ class Server:
                 )
             self._reply(request.reply_to, codec.Response(id=request.id, output=output))
             self._release(slot)
-            if output.error is None:
-                logs.event(
-                    log,
-                    logging.DEBUG,
-                    "request done",
-                    request=request.id,
-                    action=call.action,
-                    duration=time.monotonic() - started,
-                )
-            else:
+            if log.isEnabledFor(logging.INFO):
                 logs.event(
                     log,
                     logging.INFO,
-                    "request failed",
+                    "request done" if output.error is None else "request failed",
                     request=request.id,
-                    action=call.action,
-                    duration=time.monotonic() - started,
+                    method=call.action,
+                    **call.context(),
+                    duration=round(time.monotonic() - started, 6),
                     error=output.error,
                 )
 

@@ -1,0 +1,455 @@
+"""The operator surface: ``contd`` as zinit runs it, the REPL and ``contdctl``."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from contd_trio.app import Daemon
+from contd_trio.module.client import ContainerClient
+from contd_trio.module.types import Container, NetworkInfo
+from contd_trio.zbus.client import open_client
+from contd_trio.zbus.errors import CallError
+from tests.helpers import wait_until
+from tools import services
+
+BIN = Path(sys.executable).parent
+COOPERATIVE = "sh -c 'trap \"exit 0\" TERM; while true; do sleep 0.1 & wait; done'"
+TICKING = "sh -c 'trap \"exit 0\" TERM; while true; do echo tick; sleep 0.2 & wait; done'"
+LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR)\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \S.*$")
+
+
+def start_contd(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([str(BIN / "contd"), *args], stderr=log)
+
+
+async def wait_exit(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    with trio.fail_after(timeout):
+        while process.poll() is None:
+            await trio.sleep(0.05)
+    return process.returncode
+
+
+async def test_the_seed_command_line_serves_and_stops_on_sigterm(
+    broker: str,
+    containerd: services.ContainerdService,
+    tmp_path: Path,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    log_path = tmp_path / "contd.log"
+    # The zinit unit's exact flags (single dash), pointed at the test services.
+    daemon = start_contd(
+        ["-broker", broker, "-root", str(tmp_path / "root"), "-containerd", str(containerd.address)], log_path
+    )
+    try:
+        async with open_client(broker) as bus:
+            contd = ContainerClient(bus, timeout=60)
+            await bus.status("container", timeout=30)
+            await contd.run(
+                ns,
+                Container(
+                    name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=COOPERATIVE
+                ),
+            )
+            assert (await contd.inspect(ns, "c1")).task.status == "running"  # type: ignore[union-attr]
+            with pytest.raises(CallError, match="not found"):
+                await contd.inspect(ns, "nosuch")
+            await contd.delete(ns, "c1")
+        daemon.send_signal(signal.SIGTERM)
+        assert await wait_exit(daemon) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    lines = log_path.read_text().splitlines()
+    assert all(LOG_LINE.match(line) for line in lines), [line for line in lines if not LOG_LINE.match(line)]
+    assert "Traceback" not in log_path.read_text()  # expected errors carry no traceback
+    run_line = next(line for line in lines if "request done" in line and "Run()" in line)
+    assert f"ns={ns} id=c1" in run_line and "request=" in run_line and "duration=" in run_line
+    failed = next(line for line in lines if "request failed" in line)
+    assert "error=" in failed and "not found" in failed
+    assert any("stopping signal=SIGTERM" in line for line in lines)
+
+
+async def test_sigterm_during_a_slow_run(
+    broker: str,
+    containerd: services.ContainerdService,
+    tmp_path: Path,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    common = [
+        "-broker",
+        broker,
+        "-root",
+        str(tmp_path / "root"),
+        "-containerd",
+        str(containerd.address),
+        "-start-settle",
+        "3s",
+    ]
+    spec = Container(name="slow", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=COOPERATIVE)
+    async with open_client(broker) as bus:
+        contd = ContainerClient(bus, timeout=60)
+        # With time to finish, the Run in flight completes, and the daemon exits 0.
+        daemon = start_contd(common, tmp_path / "a.log")
+        await bus.status("container", timeout=30)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(contd.run, ns, spec)
+            await trio.sleep(1.5)
+            daemon.send_signal(signal.SIGTERM)
+        assert await wait_exit(daemon) == 0
+        # Containers keep running without the daemon.
+        assert services.ctr(containerd.address, "tasks", "list", "-q", namespace=ns).split() == ["slow"]
+        # Without time enough, the Run is cancelled, rolled back and answered; exit 0 still.
+        daemon = start_contd([*common, "-shutdown-grace", "500ms"], tmp_path / "b.log")
+        await bus.status("container", timeout=30)
+        await contd.delete(ns, "slow")
+        spec.name = "slow2"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_signal_later, daemon, 1.0)
+            with pytest.raises(CallError, match="cancelled: the daemon is shutting down"):
+                await contd.run(ns, spec)
+        assert await wait_exit(daemon) == 0
+    assert services.ctr(containerd.address, "containers", "list", "-q", namespace=ns).split() == []
+
+
+async def _signal_later(process: subprocess.Popen[bytes], delay: float) -> None:
+    await trio.sleep(delay)
+    process.send_signal(signal.SIGTERM)
+
+
+async def test_start_up_before_redis_and_containerd_exist(
+    tmp_path: Path, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    run_dir = tmp_path / "late"
+    broker_sock = run_dir / "redis.sock"
+    containerd_sock = run_dir / "containerd" / "containerd.sock"
+    log_path = tmp_path / "contd.log"
+    daemon = start_contd(
+        [
+            "-broker",
+            f"unix://{broker_sock}",
+            "-root",
+            str(tmp_path / "root"),
+            "-containerd",
+            str(containerd_sock),
+        ],
+        log_path,
+    )
+    redis_service = containerd = None
+    try:
+        await wait_until(lambda: "waiting for redis" in log_path.read_text())
+        redis_service = services.start_redis(run_dir)
+        await wait_until(lambda: "waiting for containerd" in log_path.read_text())
+        containerd = await trio.to_thread.run_sync(services.start_containerd, run_dir)
+        async with open_client(redis_service.url) as bus:
+            status = await bus.status("container", timeout=30)
+            assert [str(o) for o in status.objects] == ["container@0.0.1"]
+            contd = ContainerClient(bus, timeout=60)
+            await contd.run(
+                ns,
+                Container(
+                    name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=COOPERATIVE
+                ),
+            )
+            await contd.delete(ns, "c1")
+        daemon.send_signal(signal.SIGTERM)
+        assert await wait_exit(daemon) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        if containerd is not None:
+            services.reap_containerd(containerd.address)
+            containerd.stop()
+        if redis_service is not None:
+            redis_service.stop()
+
+
+async def test_a_signal_while_waiting_for_services_stops_at_once(tmp_path: Path) -> None:
+    log_path = tmp_path / "contd.log"
+    daemon = start_contd(
+        ["-broker", f"unix://{tmp_path}/none.sock", "-root", str(tmp_path / "root")], log_path
+    )
+    await wait_until(lambda: "waiting for redis" in log_path.read_text())
+    daemon.send_signal(signal.SIGTERM)
+    assert await wait_exit(daemon, timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [(["-nope"], "unrecognized arguments: -nope"), (["-timeout", "soon"], "invalid duration 'soon'")],
+)
+async def test_bad_flags_exit_2_with_one_line(argv: list[str], complaint: str) -> None:
+    result = await trio.run_process(
+        [str(BIN / "contd"), *argv], capture_stdout=True, capture_stderr=True, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1 and complaint in result.stderr.decode()
+
+
+async def test_version_and_help() -> None:
+    result = await trio.run_process([str(BIN / "contd"), "--version"], capture_stdout=True)
+    assert result.stdout.decode().startswith("contd ")
+    result = await trio.run_process([str(BIN / "contd"), "--help"], capture_stdout=True)
+    for flag in (
+        "-broker",
+        "-root",
+        "-containerd",
+        "-workers",
+        "-timeout",
+        "-corex",
+        "-restart-delay",
+        "-restart-limit",
+        "-restart-window",
+        "-start-settle",
+        "-log-max-size",
+        "-log-level",
+        "-shutdown-grace",
+    ):
+        assert flag in result.stdout.decode()
+
+
+def test_the_zinit_unit_runs_the_seed_command_line() -> None:
+    from contd_trio import cli
+
+    unit = (Path(__file__).resolve().parents[2] / "etc" / "zinit" / "contd.yaml").read_text()
+    exec_line = next(line for line in unit.splitlines() if line.startswith("exec:"))
+    assert exec_line == "exec: contd -broker unix:///var/run/redis.sock -root /var/cache/modules/containerd"
+    config = cli.parse_args(exec_line.split()[2:])
+    assert str(config.root) == "/var/cache/modules/containerd"
+    assert "  - containerd" in unit and "  - boot" in unit
+
+
+# -- the REPL ------------------------------------------------------------------------------
+
+
+async def test_the_repl_driven_through_a_pipe(
+    daemon: Daemon, broker: str, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    script = f"""
+net = NetworkInfo({netns_name!r})
+c = Container(name="r1", rootfs={str(rootfs)!r}, network=net, entrypoint={COOPERATIVE!r})
+print(await contd.run({ns!r}, c))
+info = await contd.inspect({ns!r}, "r1")
+print(info.task.status, info.entrypoint == c.entrypoint)
+print(await contd.list({ns!r}))
+print([o for o in (await bus.status("container")).objects])
+await contd.inspect({ns!r}, "nosuch")
+await contd.delete({ns!r}, "r1")
+print("done")
+"""
+    result = await trio.run_process(
+        [sys.executable, "-m", "contd_trio.repl", "-broker", broker],
+        stdin=script.encode(),
+        capture_stdout=True,
+        capture_stderr=True,
+    )
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert out.splitlines() == [
+        "r1",
+        "running True",
+        "['r1']",
+        "[ObjectID(name='container', version='0.0.1')]",
+        "done",
+    ]
+    assert f"CallError: container nosuch not found in namespace {ns}" in err
+    assert "Traceback" not in err
+
+
+# -- contdctl ------------------------------------------------------------------------------
+
+
+async def contdctl(broker: str, *args: str, check: bool = True) -> tuple[int, str, str]:
+    result = await trio.run_process(
+        [sys.executable, "-m", "contd_trio.ctl", "-broker", broker, *args],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"contdctl {' '.join(args)} exited {result.returncode}: {result.stderr.decode()}"
+        )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+class Follower:
+    """A contdctl command that runs until stopped, its output collected."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.chunks: list[bytes] = []
+        self.done = trio.Event()
+
+    @classmethod
+    async def start(cls, broker: str, *args: str) -> Follower:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "contd_trio.ctl", "-broker", broker, *args], stdout=subprocess.PIPE
+        )
+        follower = cls(process)
+        trio.lowlevel.spawn_system_task(follower._read)
+        await trio.sleep(0.5)  # subscribed by then
+        return follower
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async with self.process.stdout:
+            while chunk := await self.process.stdout.receive_some():
+                self.chunks.append(chunk)
+        self.done.set()
+
+    @property
+    def output(self) -> str:
+        return b"".join(self.chunks).decode()
+
+    async def wait(self, timeout: float = 15) -> int:
+        with trio.fail_after(timeout):
+            code = await self.process.wait()
+            await self.done.wait()
+        return code
+
+    async def stop(self) -> str:
+        self.process.send_signal(signal.SIGINT)
+        await self.wait()
+        return self.output
+
+
+async def contdctl_json(broker: str, *args: str) -> Any:
+    _, out, _ = await contdctl(broker, args[0], "--json", *args[1:])
+    return json.loads(out)
+
+
+async def test_contdctl_every_command_in_both_modes(
+    daemon: Daemon, broker: str, ns: str, netns_name: str, rootfs: Path, tmp_path: Path
+) -> None:
+    script = "sh -c 'echo hello from c1; trap \"exit 0\" TERM; while true; do sleep 0.1 & wait; done'"
+    _, out, _ = await contdctl(
+        broker,
+        "run",
+        "--ns",
+        ns,
+        "--name",
+        "c1",
+        "--rootfs",
+        str(rootfs),
+        "--netns",
+        netns_name,
+        "--entrypoint",
+        script,
+        "--env",
+        "A=1",
+        "--mount",
+        f"{tmp_path}:/mnt",
+        "--workdir",
+        "/tmp",
+        "--cpu",
+        "1",
+        "--memory",
+        "128M",
+        "--shutdown-timeout",
+        "5s",
+    )
+    assert out.strip() == "c1"
+    spec = tmp_path / "c2.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "Name": "c2",
+                "RootFS": str(rootfs),
+                "Network": {"Namespace": netns_name},
+                "Entrypoint": TICKING,
+                "Memory": "64M",
+                "ShutdownTimeout": "2s",
+            }
+        )
+    )
+    assert await contdctl_json(broker, "run", "--ns", ns, "--file", str(spec)) == {"ID": "c2"}
+    toml_spec = tmp_path / "c3.toml"
+    toml_spec.write_text(
+        f'Name = "c3"\nRootFS = "{rootfs}"\nEntrypoint = "sleep 100"\n[Network]\nNamespace = "{netns_name}"\n'
+    )
+    await contdctl(broker, "run", "--ns", ns, "--file", str(toml_spec))
+
+    _, out, _ = await contdctl(broker, "inspect", ns, "c1")
+    assert re.search(r"^Status\s+running$", out, re.M) and re.search(r"^Memory\s+134217728$", out, re.M)
+    assert re.search(r"^ShutdownTimeout\s+5s$", out, re.M) and re.search(r"^Mounts\s+\S+:/mnt$", out, re.M)
+    inspected = await contdctl_json(broker, "inspect", ns, "c2")
+    assert (
+        inspected["Memory"] == 64 << 20
+        and inspected["ShutdownTimeout"] == 2 * 10**9
+        and inspected["Status"] == "running"
+    )
+
+    _, out, _ = await contdctl(broker, "ls", ns)
+    assert out.splitlines()[0].split() == ["ID", "STATUS", "PID", "RESTARTS", "ENTRYPOINT"]
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [
+        ["c1", "running"],
+        ["c2", "running"],
+        ["c3", "running"],
+    ]
+    assert await contdctl_json(broker, "ls", ns) == ["c1", "c2", "c3"]
+    _, out, _ = await contdctl(broker, "ns")
+    assert ns in out.splitlines()
+    assert ns in await contdctl_json(broker, "ns")
+
+    _, out, _ = await contdctl(broker, "exec", ns, "c1", "--", "sh", "-c", "test $A = 1")
+    assert out == ""
+    assert await contdctl_json(broker, "exec", ns, "c1", "--", "true") == {"ExitStatus": 0}
+    code, _, err = await contdctl(
+        broker, "exec", ns, "c1", "--timeout", "5s", "--", "sh", "-c", "exit 4", check=False
+    )
+    assert code == 1 and "non-zero exit code: 4" in err
+
+    _, out, _ = await contdctl(broker, "logs", ns, "c1")
+    assert out == "hello from c1\n"
+    assert await contdctl_json(broker, "logs", ns, "c1") == {"Logs": "hello from c1\n"}
+
+    _, out, _ = await contdctl(broker, "status")
+    assert out.startswith("module container: objects container@0.0.1; workers")
+    assert "WORKER  STATE" in out
+    status = await contdctl_json(broker, "status")
+    assert status["Objects"] == [{"Name": "container", "Version": "0.0.1"}] and len(status["Workers"]) == 64
+
+    # events and logs --follow run until stopped: start them, act, then read what they printed.
+    followers = {
+        "events": await Follower.start(broker, "events", "--ns", ns),
+        "events-json": await Follower.start(broker, "events", "--ns", ns, "--json"),
+        "logs": await Follower.start(broker, "logs", ns, "c2", "--follow", "--root", str(daemon.config.root)),
+    }
+    await trio.sleep(1.5)
+    await contdctl(broker, "signal-delete", ns, "c3")
+    assert await contdctl_json(broker, "signal-delete", ns, "c2") == {"Signalled": "c2"}
+    await trio.sleep(1.0)
+    _, out, _ = await contdctl(broker, "delete", ns, "c2")
+    assert out.strip() == f"deleted {ns}/c2"
+    assert await contdctl_json(broker, "delete", ns, "c3") == {"Deleted": "c3"}
+    # logs --follow ends by itself once its container is deleted.
+    assert await followers["logs"].wait() == 0
+    logs_out = followers["logs"].output
+    assert logs_out.startswith("tick\n") and logs_out.count("tick") >= 5
+    await trio.sleep(1.0)
+    events_out = await followers["events"].stop()
+    kinds = [line.split()[1:3] for line in events_out.splitlines()]
+    assert [f"{ns}/c3", "exited"] in kinds and [f"{ns}/c2", "deleted"] in kinds
+    events = [json.loads(line) for line in (await followers["events-json"].stop()).splitlines()]
+    assert {"Namespace": ns, "ID": "c3", "Kind": "deleted"}.items() <= next(
+        e for e in events if e["ID"] == "c3" and e["Kind"] == "deleted"
+    ).items()
+
+    code, _, err = await contdctl(broker, "delete", ns, "c2", check=False)
+    assert code == 1 and f"container c2 not found in namespace {ns}" in err
+    code, _, err = await contdctl(broker, "run", "--ns", ns, "--name", "x", check=False)
+    assert code == 2 and "needs --name and --rootfs" in err
+    await contdctl(broker, "delete", ns, "c1")
