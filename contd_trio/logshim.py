@@ -85,8 +85,22 @@ class LogFile:
         self.size = os.fstat(self.fd).st_size
 
     def write(self, data: bytes) -> None:
-        if self.size and self.size + len(data) > self.max_bytes:
+        """Append whole lines, rotating between two lines whenever the next
+        ones would not fit (a single line longer than the cap goes alone)."""
+        while data:
+            room = self.max_bytes - self.size
+            if len(data) <= room:
+                self._append(data)
+                return
+            cut = data.rfind(b"\n", 0, room) + 1
+            if cut == 0 and self.size == 0:
+                cut = data.find(b"\n") + 1 or len(data)  # one over-long line: alone
+            if cut:
+                self._append(data[:cut])
+                data = data[cut:]
             self.rotate()
+
+    def _append(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)

@@ -216,7 +216,8 @@ async def test_the_log_file_rotates_at_the_cap_with_no_line_lost(
         lines = rotated.read_text().splitlines() + log_file.read_text().splitlines()
         numbers = [int(line.split()[1]) for line in lines]
         assert numbers == list(range(numbers[0], 601))  # consecutive, whole lines, up to the last
-        assert numbers[0] < 600 - 4096 // 12 + 2  # and the rotated file holds the earlier ones
+        # Only what fits in the two files is kept: at least a full rotated file's worth.
+        assert len(numbers) * 12 > 4096
         text = await client.logs(ns, "c1")
         assert text.splitlines()[-1] == "line 000600" and len(text.splitlines()) == 100
         await client.delete(ns, "c1")
@@ -334,18 +335,6 @@ async def test_containers_survive_a_daemon_sigkill_and_the_dead_are_restarted(
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
-
-
-@pytest.fixture
-def private_containerd(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    service = services.start_containerd(tmp_path_factory.mktemp("ctd"))
-    try:
-        yield service
-    finally:
-        try:
-            services.reap_containerd(service.address)
-        finally:
-            service.stop()
 
 
 async def test_containerd_restarted_while_containers_run(

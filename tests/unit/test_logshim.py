@@ -95,3 +95,23 @@ def test_the_stdio_uri_carries_every_argument() -> None:
         "--stderr.0": "redis://h:1/err",
         "--stdout.1": "redis://h:2/o2",
     }
+
+
+def test_a_big_chunk_is_split_between_lines_to_respect_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    logfile = logshim.LogFile(str(path), max_bytes=100)
+    logfile.write(b"".join(b"line %04d\n" % i for i in range(50)))  # 500 bytes at once
+    logfile.close()
+    old, new = (tmp_path / "c.log.1").read_bytes(), path.read_bytes()
+    assert len(old) <= 100 and len(new) <= 100
+    kept = (old + new).splitlines()
+    assert kept == [b"line %04d" % i for i in range(50 - len(kept), 50)]
+
+
+def test_a_line_longer_than_the_cap_goes_alone(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    logfile = logshim.LogFile(str(path), max_bytes=10)
+    logfile.write(b"short\n" + b"x" * 30 + b"\nend\n")
+    logfile.close()
+    assert (tmp_path / "c.log.1").read_bytes() == b"x" * 30 + b"\n"
+    assert path.read_bytes() == b"end\n"
