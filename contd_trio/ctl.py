@@ -22,9 +22,9 @@ import msgpack
 import trio
 import trio_asyncio
 
-from .config import DEFAULT_BROKER, DEFAULT_ROOT, parse_duration, parse_size
+from .config import DEFAULT_ROOT, parse_duration, parse_size
 from .errors import first_leaf
-from .module.client import ContainerClient
+from .module.client import ContainerClient, add_client_flags
 from .module.logfiles import rotated
 from .module.service import MODULE
 from .module.types import Container, MountInfo, NetworkInfo
@@ -343,20 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     parser = _Parser(prog="contdctl", description="Talk to the container daemon over zbus.")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
-    parser.add_argument(
-        "-broker",
-        "--broker",
-        default=os.environ.get("CONTD_BROKER", DEFAULT_BROKER),
-        help="redis address (default: $CONTD_BROKER or %(default)s)",
-    )
-    parser.add_argument(
-        "-timeout",
-        "--timeout",
-        type=float,
-        default=330.0,
-        dest="call_timeout",
-        help="seconds to wait for an answer (default %(default)s)",
-    )
+    add_client_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", parents=[common], help="run a container")

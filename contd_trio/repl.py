@@ -21,7 +21,6 @@ import ast
 import code
 import contextlib
 import inspect
-import os
 import signal
 import sys
 import traceback
@@ -33,8 +32,7 @@ import trio
 import trio_asyncio
 
 from . import __version__
-from .config import DEFAULT_BROKER
-from .module.client import ContainerClient
+from .module.client import ContainerClient, add_client_flags
 from .module.service import MODULE
 from .module.types import Container, Logs, LogsRedis, MountInfo, NetworkInfo, Stats
 from .zbus.client import Client, open_client
@@ -61,9 +59,7 @@ class Console(code.InteractiveConsole):
                 trio.from_thread.run(self._run, function, trio_token=self.token)
             else:
                 function()
-        except SystemExit:
-            raise
-        except BaseException:
+        except (Exception, KeyboardInterrupt):  # the user's code failed: show it, carry on
             self.showtraceback()
 
     async def _run(self, function: Any) -> None:
@@ -169,26 +165,14 @@ def make_namespace(bus: Client, timeout: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m contd_trio.repl", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "-broker",
-        "--broker",
-        default=os.environ.get("CONTD_BROKER", DEFAULT_BROKER),
-        help="redis address (default: $CONTD_BROKER or %(default)s)",
-    )
-    parser.add_argument(
-        "-timeout",
-        "--timeout",
-        type=float,
-        default=330.0,
-        help="seconds each contd call may take (default %(default)s)",
-    )
+    add_client_flags(parser)
     args = parser.parse_args(argv)
     try:
         parse_broker_url(args.broker)
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        trio_asyncio.run(run_console, args.broker, args.timeout)
+        trio_asyncio.run(run_console, args.broker, args.call_timeout)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
     return 0

@@ -94,6 +94,19 @@ def busybox_rootfs(run_dir: Path) -> Path:
 
 
 @pytest.fixture
+def private_containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.ContainerdService]:
+    """A containerd of this test's own, which it may kill and start again."""
+    service = services.start_containerd(tmp_path_factory.mktemp("ctd"))
+    try:
+        yield service
+    finally:
+        try:
+            services.reap_containerd(service.address)
+        finally:
+            service.stop()
+
+
+@pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[services.RedisService]:
     """A Redis of this test's own, which it may stop and start."""
     service = services.start_redis(tmp_path, name="private-redis")

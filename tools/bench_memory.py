@@ -85,19 +85,9 @@ def main() -> int:
         try:
             with services.running_services(run_dir) as (redis_service, containerd):
                 daemon = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "contd_trio",
-                        "-broker",
-                        redis_service.url,
-                        "-root",
-                        str(run_dir / "root"),
-                        "-containerd",
-                        str(containerd.address),
-                        "-log-level",
-                        "warning",
-                    ],
+                    services.contd_command(
+                        redis_service, containerd, run_dir / "root", "-log-level", "warning"
+                    ),
                     cwd=ROOT,
                 )
                 try:

@@ -146,23 +146,17 @@ def main() -> int:
         rootfs = services.build_busybox_rootfs(run_dir / "rootfs")
         with services.running_services(run_dir) as (redis_service, containerd):
             daemon = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "contd_trio",
-                    "-broker",
-                    redis_service.url,
-                    "-root",
-                    str(run_dir / "root"),
-                    "-containerd",
-                    str(containerd.address),
+                services.contd_command(
+                    redis_service,
+                    containerd,
+                    run_dir / "root",
                     "-log-level",
                     "warning",
                     "-workers",
                     "64",
                     "-start-settle",
                     args.start_settle,
-                ],
+                ),
                 cwd=ROOT,
             )
             try:

@@ -404,6 +404,19 @@ def build_busybox_rootfs(target: Path) -> Path:
     return target
 
 
+def contd_command(
+    redis_service: RedisService, containerd: ContainerdService, root: Path, *extra: str
+) -> list[str]:
+    """The command line of a contd serving on these services."""
+    return [
+        str(Path(sys.executable).parent / "contd"),
+        "-broker", redis_service.url,
+        "-root", str(root),
+        "-containerd", str(containerd.address),
+        *extra,
+    ]  # fmt: skip
+
+
 @contextlib.contextmanager
 def running_services(run_dir: Path) -> Iterator[tuple[RedisService, ContainerdService]]:
     redis_service = start_redis(run_dir)
@@ -423,16 +436,7 @@ def _up(run_dir: Path, contd_args: list[str]) -> int:
         root = run_dir / "contd"
         root.mkdir(parents=True, exist_ok=True)
         rootfs = build_busybox_rootfs(run_dir / "rootfs" / "busybox")
-        command = [
-            str(Path(sys.executable).parent / "contd"),
-            "-broker",
-            redis_service.url,
-            "-root",
-            str(root),
-            "-containerd",
-            str(containerd.address),
-            *contd_args,
-        ]
+        command = contd_command(redis_service, containerd, root, *contd_args)
         print(
             json.dumps(
                 {

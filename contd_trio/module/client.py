@@ -6,17 +6,42 @@ makes, with Python values in and out.
 
 from __future__ import annotations
 
+import argparse
+import os
 from typing import Any
 
+from ..config import DEFAULT_BROKER
 from ..zbus.client import Client, EventStream
 from .service import EVENTS, MODULE, OBJECT
 from .types import Container
+
+#: How long a client waits for an answer by default: the daemon's own 300 s
+#: deadline, plus a margin for its answer to arrive.
+DEFAULT_CALL_TIMEOUT = 330.0
+
+
+def add_client_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every client tool shares: ``-broker`` and ``-timeout``."""
+    parser.add_argument(
+        "-broker",
+        "--broker",
+        default=os.environ.get("CONTD_BROKER", DEFAULT_BROKER),
+        help="redis address (default: $CONTD_BROKER or %(default)s)",
+    )
+    parser.add_argument(
+        "-timeout",
+        "--timeout",
+        type=float,
+        default=DEFAULT_CALL_TIMEOUT,
+        dest="call_timeout",
+        help="seconds to wait for each answer (default %(default)s)",
+    )
 
 
 class ContainerClient:
     """Calls the container module. ``timeout`` bounds each call (seconds)."""
 
-    def __init__(self, bus: Client, *, timeout: float | None = 330.0) -> None:
+    def __init__(self, bus: Client, *, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> None:
         self.bus = bus
         self.timeout = timeout
 

@@ -186,18 +186,6 @@ async def test_a_cancelled_call_really_stops(ctd: Containerd, ns: str, busybox_r
         await remove(ctd, ns, "c5")
 
 
-@pytest.fixture
-def private_containerd(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[services.ContainerdService]:
-    service = services.start_containerd(tmp_path_factory.mktemp("ctd"))
-    try:
-        yield service  # type: ignore[misc]
-    finally:
-        try:
-            services.reap_containerd(service.address)
-        finally:
-            service.stop()
-
-
 async def test_containerd_restarted_mid_test(
     private_containerd: services.ContainerdService, ns: str, busybox_rootfs: Path
 ) -> None:
