@@ -20,9 +20,11 @@ import trio
 
 from contd_trio.app import Daemon, open_daemon
 from contd_trio.config import Config
+from contd_trio.containerd.events import Event, TaskExit
 from contd_trio.module import labels
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, Logs, LogsRedis, NetworkInfo, Stats
+from contd_trio.zbus import codec
 from contd_trio.zbus.client import open_client
 from contd_trio.zbus.errors import CallError
 from tests.helpers import wait_until
@@ -371,3 +373,28 @@ async def test_containerd_restarted_while_containers_run(
             nursery.cancel_scope.cancel()
         for name in ("a", "b"):
             await client.delete(ns, name)
+
+
+async def test_a_repeated_exit_event_is_handled_once(
+    client: ContainerClient, supervised: Daemon, event_log: EventLog, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    await client.run(ns, container(rootfs, netns_name))
+    pid = (await client.inspect(ns, "c1")).task.pid  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGKILL)
+    await event_log.wait_for(ns, "c1", "restarted")
+    # A dead shim makes containerd publish the same exit again: replay it.
+    repeated = Event(
+        namespace=ns,
+        topic="/tasks/exit",
+        timestamp=codec.timestamp_now(),
+        type_url="containerd.events.TaskExit",
+        payload=TaskExit(container_id="c1", id="c1", pid=pid, exit_status=137),
+    )
+    await supervised.supervisor._dispatch(repeated)
+    await supervised.supervisor._dispatch(repeated)
+    await trio.sleep(1.0)  # past the restart delay
+    kinds = event_log.kinds(ns, "c1")
+    assert kinds.count("exited") == 1 and kinds.count("restarted") == 1
+    info = await client.inspect(ns, "c1")
+    assert info.task is not None and info.task.restarts == 1 and info.task.status == "running"
+    await client.delete(ns, "c1")
