@@ -323,7 +323,9 @@ def shim_pids(address: Path, namespace: str | None = None) -> list[int]:
 def remove_cgroups(namespace: str) -> None:
     """Kill what is left in a namespace's cgroups and remove them (runc
     leaves the empty ``/<ns>`` parent behind)."""
-    for controller in Path("/sys/fs/cgroup").iterdir():
+    root = Path("/sys/fs/cgroup")
+    # cgroup v1 has a tree per controller; v2 one tree at the root.
+    for controller in [root, *root.iterdir()]:
         parent = controller / namespace
         if not parent.is_dir():
             continue
