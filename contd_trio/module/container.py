@@ -27,7 +27,7 @@ import trio
 
 from .. import logs
 from ..containerd import spec as oci
-from ..containerd.client import Containerd, Exit, ProcessState
+from ..containerd.client import Containerd, ContainerRecord, Exit, ProcessState
 from ..errors import (
     AlreadyExists,
     EntrypointExited,
@@ -39,11 +39,11 @@ from ..errors import (
 from . import labels
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
-from .logfiles import tail_lines
+from .logfiles import rotated, tail_lines
 from .output import task_output_uri
 from .stats import StatsMonitors
 from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, TaskState
-from .validate import HostView, prepare_run, validate_identifier
+from .validate import HostView, log_path, prepare_run, validate_identifier
 
 log = logging.getLogger("contd.module")
 
@@ -64,9 +64,7 @@ class Paths:
     root: Path
 
     def log_file(self, namespace: str, container_id: str) -> Path:
-        validate_identifier("namespace", namespace)
-        validate_identifier("container name", container_id)
-        return self.root / "logs" / namespace / f"{container_id}.log"
+        return log_path(self.root, namespace, container_id)
 
     def exec_output(self, namespace: str, container_id: str, exec_id: str) -> Path:
         validate_identifier("namespace", namespace)
@@ -309,7 +307,7 @@ class ContainerModule:
     async def list_ns(self) -> list[str]:
         return await self.containerd.list_namespaces()
 
-    async def _get(self, namespace: str, container_id: str):  # type: ignore[no-untyped-def]
+    async def _get(self, namespace: str, container_id: str) -> ContainerRecord:
         validate_identifier("namespace", namespace)
         validate_identifier("container id", container_id)
         try:
@@ -387,7 +385,7 @@ class ContainerModule:
 
     def _remove_logs(self, namespace: str, container_id: str) -> None:
         base = self.paths.log_file(namespace, container_id)
-        for path in (base, base.with_name(base.name + ".1")):
+        for path in (base, rotated(base)):
             path.unlink(missing_ok=True)
 
     # -- Exec ----------------------------------------------------------------------------------------
