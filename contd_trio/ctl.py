@@ -195,7 +195,7 @@ async def cmd_signal_delete(contd: ContainerClient, args: argparse.Namespace, ou
 
 
 async def cmd_ls(contd: ContainerClient, args: argparse.Namespace, out: Output) -> None:
-    ids = await contd.list(args.namespace)
+    ids = await contd.list_containers(args.namespace)
     if args.json:
         out(ids)
         return
@@ -228,7 +228,7 @@ async def cmd_exec(contd: ContainerClient, args: argparse.Namespace, out: Output
         timeout = parse_duration(args.timeout)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    await contd.exec(args.namespace, args.id, *command, timeout=timeout)
+    await contd.exec_process(args.namespace, args.id, *command, timeout=timeout)
     if args.json:
         out({"ExitStatus": 0})
 
@@ -339,7 +339,7 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     # --json may come before or after the command: the subcommands' copy must
     # not reset what the top level read.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     parser = _Parser(prog="contdctl", description="Talk to the container daemon over zbus.")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")

@@ -53,7 +53,7 @@ class Console(code.InteractiveConsole):
         self.running: trio.CancelScope | None = None
 
     def runcode(self, code: CodeType) -> None:
-        function = FunctionType(code, self.locals)  # type: ignore[arg-type]
+        function = FunctionType(code, self.locals)
         try:
             if inspect.iscoroutinefunction(function):
                 trio.from_thread.run(self._run, function, trio_token=self.token)

@@ -169,9 +169,10 @@ class ContainerdChannel:
         Raises:
             ContdError: the mapped failure (NotFound, AlreadyExists, Unavailable, ...).
         """
-        return await self._cross(
+        reply: Rep = await self._cross(
             self._aio_call, rpc, request, self._metadata(namespace), self._timeout(timeout)
         )
+        return reply
 
     async def _aio_call(self, rpc: Rpc[Req, Rep], request: Req, metadata: Any, timeout: float | None) -> Rep:
         assert self._channel is not None

@@ -334,7 +334,7 @@ class Containerd:
         reply = await self._call(TASKS_DELETE_PROCESS, request, namespace, timeout)
         return Exit(reply.pid, reply.exit_status, timestamp_from_proto(reply.exited_at))
 
-    async def exec(
+    async def exec_process(
         self,
         namespace: str,
         container_id: str,

@@ -60,13 +60,15 @@ class ContainerClient:
     async def signal_delete(self, namespace: str, container_id: str) -> None:
         await self._call("SignalDelete", namespace, container_id)
 
-    async def list(self, namespace: str) -> list[str]:
+    async def list_containers(self, namespace: str) -> list[str]:
         return list(await self._call("List", namespace) or [])
 
     async def list_ns(self) -> list[str]:
         return list(await self._call("ListNS") or [])
 
-    async def exec(self, namespace: str, container_id: str, *args: str, timeout: float = 10.0) -> None:
+    async def exec_process(
+        self, namespace: str, container_id: str, *args: str, timeout: float = 10.0
+    ) -> None:
         """Run ``args`` in the container; ``timeout`` is the process's, in seconds."""
         await self._call("Exec", namespace, container_id, int(timeout * 1e9), *args, timeout=timeout + 30)
 

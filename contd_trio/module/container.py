@@ -297,7 +297,7 @@ class ContainerModule:
             task.exited_at = state.exited_at
         return replace(container, task=task)
 
-    async def list(self, namespace: str) -> list[str]:
+    async def list_containers(self, namespace: str) -> list[str]:
         """The ids of the containers of a namespace."""
         if not namespace:
             raise InvalidArgument("namespace is required (ListNS lists the namespaces)")
@@ -390,7 +390,7 @@ class ContainerModule:
 
     # -- Exec ----------------------------------------------------------------------------------------
 
-    async def exec(self, namespace: str, container_id: str, timeout_ns: int, *args: str) -> None:
+    async def exec_process(self, namespace: str, container_id: str, timeout_ns: int, *args: str) -> None:
         """Run a process in a running container and wait for it.
 
         Raises:
@@ -412,7 +412,9 @@ class ContainerModule:
         command = shlex.join(args)
         uri = f"file://{output}"
         try:
-            await self.containerd.exec(namespace, container_id, exec_id, process, stdout=uri, stderr=uri)
+            await self.containerd.exec_process(
+                namespace, container_id, exec_id, process, stdout=uri, stderr=uri
+            )
         except NotFound:
             raise NotFound(f"container {container_id} in namespace {namespace} is not running") from None
         timeout = timeout_ns / 1e9

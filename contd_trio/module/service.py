@@ -40,11 +40,13 @@ def container_methods(module: ContainerModule) -> dict[str, Method]:
         # SignalDelete(ns string, id ContainerID) error
         "SignalDelete": Method(module.signal_delete, params=(S, CONTAINER_ID), describe=_ns_id),
         # List(ns string) ([]ContainerID, error)
-        "List": Method(module.list, params=(S,), results=(gotypes.slice_of(CONTAINER_ID),), describe=_ns),
+        "List": Method(
+            module.list_containers, params=(S,), results=(gotypes.slice_of(CONTAINER_ID),), describe=_ns
+        ),
         # ListNS() ([]string, error)
         "ListNS": Method(module.list_ns, results=(gotypes.slice_of(S),)),
         # Exec(ns, containerID string, timeout time.Duration, args ...string) error
-        "Exec": Method(module.exec, params=(S, S, gotypes.DURATION), variadic=S, describe=_ns_id),
+        "Exec": Method(module.exec_process, params=(S, S, gotypes.DURATION), variadic=S, describe=_ns_id),
         # Logs(ns, containerID string) (string, error)
         "Logs": Method(module.logs, params=(S, S), results=(S,), describe=_ns_id),
     }

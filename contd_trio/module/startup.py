@@ -59,7 +59,7 @@ def _typed(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-_KIND_NAMES = {str: "string", list: "list", dict: "table"}
+_KIND_NAMES: dict[type, str] = {str: "string", list: "list", dict: "table"}
 
 
 def _quote(arg: str) -> str:

@@ -149,7 +149,8 @@ def pack(value: Any) -> bytes:
     :class:`msgpack.Timestamp` the timestamp extension, and any object with a
     ``to_go()`` method whatever that returns (a map keyed by Go field names).
     """
-    return msgpack.packb(value, use_bin_type=True, default=_default, datetime=False)
+    packed: bytes = msgpack.packb(value, use_bin_type=True, default=_default, datetime=False)
+    return packed
 
 
 def unpack(data: bytes) -> Any:

@@ -182,7 +182,7 @@ class RedisTransport:
 
     async def _open(self) -> None:
         kwargs = self.address.pool_kwargs()
-        common = {
+        common: dict[str, Any] = {
             "socket_timeout": None,
             "socket_connect_timeout": COMMAND_TIMEOUT_SECONDS,
             # Retrying is the caller's business (with its own backoff and logs);
@@ -247,7 +247,7 @@ class RedisTransport:
                 of ``outgoing`` may have been sent.
         """
         args = _exchange_args(outgoing, ttl, priority_queue, priority_limit, queues, budget)
-        return await self._run(
+        taken: list[tuple[str, bytes]] = await self._run(
             block + COMMAND_TIMEOUT_SECONDS,
             self._aio_exchange,
             args,
@@ -255,6 +255,7 @@ class RedisTransport:
             block,
             on_block,
         )
+        return taken
 
     async def _aio_exchange(
         self,
@@ -277,7 +278,10 @@ class RedisTransport:
         if item is None:
             return []
         raw_queue, payload = item
-        return [(raw_queue.decode() if isinstance(raw_queue, bytes) else raw_queue, payload)]
+        queue = raw_queue.decode() if isinstance(raw_queue, bytes) else str(raw_queue)
+        # The pools do not decode responses: payloads are bytes.
+        assert isinstance(payload, bytes)
+        return [(queue, payload)]
 
     async def pop(self, queue: str, block: float, limit: int) -> list[bytes]:
         """Take up to ``limit`` items from ``queue``, waiting up to ``block``

@@ -127,7 +127,7 @@ async def test_exec_a_second_process(ctd: Containerd, ns: str, busybox_rootfs: P
         await ctd.create_task(ns, "c3")
         await ctd.start(ns, "c3")
         process = oci.process_spec(["sh", "-c", "exit 7"], ["PATH=/bin"], "/", spec)
-        await ctd.exec(ns, "c3", "e1", process)
+        await ctd.exec_process(ns, "c3", "e1", process)
         async with trio.open_nursery() as nursery:
             exits = []
 

@@ -67,7 +67,7 @@ async def test_run_inspect_list_logs_delete(
         "sh -c 'echo hello; echo oops >&2; echo END; trap \"exit 0\" TERM; while true; do sleep 0.1; done'"
     )
     assert await contd.run(ns, container(rootfs, netns_name, entrypoint=script)) == "c1"
-    assert await contd.list(ns) == ["c1"]
+    assert await contd.list_containers(ns) == ["c1"]
     assert ns in await contd.list_ns()
     info = await contd.inspect(ns, "c1")
     assert info.name == "c1" and info.rootfs == str(rootfs) and info.network.namespace == netns_name
@@ -80,7 +80,7 @@ async def test_run_inspect_list_logs_delete(
     started = trio.current_time()
     await contd.delete(ns, "c1")
     assert trio.current_time() - started < 2  # it left on SIGTERM, without waiting for the timeout
-    assert await contd.list(ns) == []
+    assert await contd.list_containers(ns) == []
     assert containers_left(containerd, ns) == []
     with pytest.raises(CallError, match=f"^container c1 not found in namespace {ns}$"):
         await contd.inspect(ns, "c1")
@@ -219,21 +219,21 @@ async def test_signal_delete(contd: ContainerClient, ns: str, netns_name: str, r
 
 async def test_exec(contd: ContainerClient, daemon: Daemon, ns: str, netns_name: str, rootfs: Path) -> None:
     await contd.run(ns, container(rootfs, netns_name))
-    await contd.exec(ns, "c1", "sh", "-c", "test -d /tmp")
+    await contd.exec_process(ns, "c1", "sh", "-c", "test -d /tmp")
     with pytest.raises(CallError, match=r"non-zero exit code: 3; output: boom$"):
-        await contd.exec(ns, "c1", "sh", "-c", "echo boom; exit 3")
+        await contd.exec_process(ns, "c1", "sh", "-c", "echo boom; exit 3")
     started = trio.current_time()
     with pytest.raises(CallError, match=r"timed out after 0.5 seconds"):
-        await contd.exec(ns, "c1", "sleep", "30", timeout=0.5)
+        await contd.exec_process(ns, "c1", "sleep", "30", timeout=0.5)
     assert trio.current_time() - started < 5
     # Every exec process was cleaned up: only the container's own remains.
     assert len(await daemon.containerd.pids(ns, "c1")) >= 1
     state = await daemon.containerd.list_tasks(ns)
     assert [t.container_id for t in state] == ["c1"]
     with pytest.raises(CallError, match="exec needs a command"):
-        await contd.exec(ns, "c1")
+        await contd.exec_process(ns, "c1")
     with pytest.raises(CallError, match="not found"):
-        await contd.exec(ns, "nosuch", "true")
+        await contd.exec_process(ns, "nosuch", "true")
     await contd.delete(ns, "c1")
 
 
@@ -290,7 +290,7 @@ async def test_bad_namespace_and_existing_name(
     with pytest.raises(CallError, match="namespace 'a/b' is not a valid identifier"):
         await contd.run("a/b", container(rootfs, netns_name))
     with pytest.raises(CallError, match="namespace is required"):
-        await contd.list("")
+        await contd.list_containers("")
     await contd.run(ns, container(rootfs, netns_name))
     with pytest.raises(CallError, match=f"^container c1 already exists in namespace {ns}$"):
         await contd.run(ns, container(rootfs, netns_name))
@@ -305,7 +305,7 @@ async def test_50_concurrent_runs_then_deletes(
     async with trio.open_nursery() as nursery:
         for name in names:
             nursery.start_soon(contd.run, ns, container(rootfs, netns_name, name=name))
-    assert sorted(await contd.list(ns)) == sorted(names)
+    assert sorted(await contd.list_containers(ns)) == sorted(names)
     async with trio.open_nursery() as nursery:
         for name in names:
             nursery.start_soon(contd.delete, ns, name)

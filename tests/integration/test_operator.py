@@ -244,7 +244,7 @@ c = Container(name="r1", rootfs={str(rootfs)!r}, network=net, entrypoint={COOPER
 print(await contd.run({ns!r}, c))
 info = await contd.inspect({ns!r}, "r1")
 print(info.task.status, info.entrypoint == c.entrypoint)
-print(await contd.list({ns!r}))
+print(await contd.list_containers({ns!r}))
 print([o for o in (await bus.status("container")).objects])
 await contd.inspect({ns!r}, "nosuch")
 await contd.delete({ns!r}, "r1")
