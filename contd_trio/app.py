@@ -15,6 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -94,12 +95,15 @@ class Daemon:
 
 
 @asynccontextmanager
-async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
+async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncIterator[Daemon]:
     """Connect to Redis and containerd (waiting for both), start supervision
-    and serve ``container@0.0.1`` until the block ends."""
+    and serve ``container@0.0.1`` until the block ends.
+
+    ``grpc_channel`` replaces the channel on containerd's socket (component
+    tests inject faults through it; see ``containerd.channel``)."""
     async with (
         open_redis_transport(config.broker) as transport,
-        open_channel(config.containerd_socket) as channel,
+        open_channel(config.containerd_socket, grpc_channel=grpc_channel) as channel,
     ):
         await wait_for_broker(transport)
         containerd = Containerd(channel)

@@ -97,18 +97,28 @@ class Rpc(Generic[Req, Rep]):
 
 
 class ContainerdChannel:
-    """Calls into containerd on one unix socket. Make one with :func:`open_channel`."""
+    """Calls into containerd on one unix socket. Make one with :func:`open_channel`.
 
-    def __init__(self, socket_path: Path) -> None:
+    Args:
+        socket_path: containerd's socket (also named in errors).
+        grpc_channel: a grpclib channel to use instead of one on the socket,
+            made and closed by the caller. Component tests pass a
+            ``grpclib.testing.ChannelFor`` here to inject faults; the daemon
+            never does.
+    """
+
+    def __init__(self, socket_path: Path, grpc_channel: Channel | None = None) -> None:
         self.socket_path = socket_path
-        self._channel: Channel | None = None
+        self._channel: Channel | None = grpc_channel
+        self._owns_channel = grpc_channel is None
 
     async def _open(self) -> None:
         # grpclib binds the running asyncio loop when the channel is made.
-        self._channel = Channel(path=str(self.socket_path))
+        if self._channel is None:
+            self._channel = Channel(path=str(self.socket_path))
 
     async def _close(self) -> None:
-        if self._channel is not None:
+        if self._channel is not None and self._owns_channel:
             self._channel.close()
 
     def _unavailable(self, exc: BaseException) -> errors.Unavailable:
@@ -248,10 +258,13 @@ class ReplyStream(Generic[Rep]):
 
 
 @asynccontextmanager
-async def open_channel(socket_path: Path | str) -> AsyncIterator[ContainerdChannel]:
+async def open_channel(
+    socket_path: Path | str, *, grpc_channel: Channel | None = None
+) -> AsyncIterator[ContainerdChannel]:
     """A channel on containerd's socket; it connects on first use and
-    reconnects after containerd restarts."""
-    channel = ContainerdChannel(Path(socket_path))
+    reconnects after containerd restarts. ``grpc_channel``: see
+    :class:`ContainerdChannel`."""
+    channel = ContainerdChannel(Path(socket_path), grpc_channel)
     await trio_asyncio.aio_as_trio(channel._open)()
     try:
         yield channel
