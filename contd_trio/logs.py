@@ -12,7 +12,12 @@ import sys
 import time
 from typing import Any
 
+from .text import printable
+
 _CONTEXT = "contd_context"
+#: A context value longer than this is cut (an error quoting output may be long;
+#: a caller's 1 MB name must not make a 1 MB line).
+_VALUE_LIMIT = 1000
 
 
 def event(logger: logging.Logger, level: int, message: str, /, **context: Any) -> None:
@@ -22,7 +27,8 @@ def event(logger: logging.Logger, level: int, message: str, /, **context: Any) -
 
 
 def _render(value: Any) -> str:
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    # Context often holds a caller's values: shortened, invalid UTF-8 escaped.
+    text = f"{value:.6g}" if isinstance(value, float) else printable(value, _VALUE_LIMIT)
     if not text or any(c in text for c in ' ="\n'):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
