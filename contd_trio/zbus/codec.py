@@ -149,8 +149,24 @@ def pack(value: Any) -> bytes:
     :class:`msgpack.Timestamp` the timestamp extension, and any object with a
     ``to_go()`` method whatever that returns (a map keyed by Go field names).
     """
-    packed: bytes = msgpack.packb(value, use_bin_type=True, default=_default, datetime=False)
+    # Strings decoded from invalid UTF-8 (Go strings carry any bytes) hold
+    # their bytes as surrogate escapes: write those bytes back unchanged.
+    packed: bytes = msgpack.packb(
+        value, use_bin_type=True, default=_default, datetime=False, unicode_errors="surrogateescape"
+    )
     return packed
+
+
+def wire_key(text: str) -> bytes:
+    """A Redis key or channel named by a caller, as the bytes it sent.
+
+    Redis keys are binary; a Go client may name a ``ReplyTo`` that is not
+    valid UTF-8, and its answer must reach exactly that key.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def unpack(data: bytes) -> Any:

@@ -28,6 +28,7 @@ import trio.lowlevel
 
 from .. import logs
 from ..backoff import Backoff
+from ..text import printable
 from . import codec
 from .dispatch import BoundCall, Dispatcher, Method
 from .errors import ProtocolError, ZbusError
@@ -47,7 +48,7 @@ _FLUSH_SECONDS = 5.0
 
 class _Outgoing(NamedTuple):
     kind: str  # "reply", "publish" or "wake", as RedisTransport.send_batch takes them
-    key: str
+    key: bytes
     payload: bytes
 
 
@@ -110,7 +111,7 @@ class Server:
         """Queue an event for channel ``<module>.<object>.<event>``; it leaves
         with the next batch, or once Redis is back."""
         channel = codec.event_channel(self.module, object_id, event)
-        self._send_soon(_Outgoing("publish", channel, codec.pack(value)))
+        self._send_soon(_Outgoing("publish", channel.encode(), codec.pack(value)))
 
     # -- status ----------------------------------------------------------------------
 
@@ -234,6 +235,14 @@ class Server:
         return queues[self._rotation :] + queues[: self._rotation]
 
     def _accept(self, is_status: bool, payload: bytes, requests: trio.Nursery) -> None:
+        """Answer or start one request. Whatever a payload holds, this never
+        raises: one bad request must not stop the reader, which serves all."""
+        try:
+            self._accept_one(is_status, payload, requests)
+        except Exception:  # a bug, triggered by this payload: drop it, keep serving
+            log.exception("dropped a request that could not be handled (%d bytes)", len(payload))
+
+    def _accept_one(self, is_status: bool, payload: bytes, requests: trio.Nursery) -> None:
         try:
             request = codec.decode_request(payload)
         except codec.MalformedPayload as exc:
@@ -284,7 +293,7 @@ class Server:
                 try:
                     output = await call.run()
                 except Exception as exc:  # a bug in a method: it must still answer
-                    log.exception("unexpected error in %s (request %s)", call.action, request.id)
+                    log.exception("unexpected error in %s (request %s)", call.action, printable(request.id))
                     output = codec.Output(
                         data=call.method.zero_results(),
                         error=f"internal error: {type(exc).__name__}: {exc}",
@@ -320,14 +329,24 @@ class Server:
         self._free_slots.append(slot)
         if self._parked:
             self._parked = False
-            self._send_soon(_Outgoing("wake", self._wake_key, b""))
+            self._send_soon(_Outgoing("wake", self._wake_key.encode(), b""))
         if len(self._free_slots) == self.workers:
             self._idle.set()
 
     # -- the outbox and its writer ---------------------------------------------------------
 
     def _reply(self, reply_to: str, response: codec.Response) -> None:
-        self._send_soon(_Outgoing("reply", reply_to, codec.encode_response(response)))
+        try:
+            payload = codec.encode_response(response)
+        except Exception:  # a bug: the caller must still hear something
+            log.exception("could not encode the answer to request %s", printable(response.id))
+            payload = codec.encode_response(
+                codec.Response(
+                    id=response.id,
+                    output=codec.Output(error="internal error: the answer could not be encoded"),
+                )
+            )
+        self._send_soon(_Outgoing("reply", codec.wire_key(reply_to), payload))
 
     def _send_soon(self, message: _Outgoing) -> None:
         self._outbox.append(message)

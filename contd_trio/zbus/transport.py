@@ -146,7 +146,9 @@ def parse_broker_url(url: str) -> BrokerAddress:
     raise ValueError(f"broker {url!r}: unknown scheme {parts.scheme!r}, expecting unix or tcp")
 
 
-Outgoing = tuple[str, str, bytes]  # (kind, key, payload): kind "reply", "wake" or "publish"
+#: (kind, key, payload): kind "reply", "wake" or "publish"; the key as the
+#: bytes Redis gets, since a caller's ReplyTo need not be valid UTF-8.
+Outgoing = tuple[str, bytes, bytes]
 
 
 def _exchange_args(
@@ -310,7 +312,7 @@ class RedisTransport:
         """RPUSH one payload."""
         await self._run(COMMAND_TIMEOUT_SECONDS, self._command, "rpush", queue, payload)
 
-    async def publish(self, channel: str, payload: bytes) -> int:
+    async def publish(self, channel: str | bytes, payload: bytes) -> int:
         """PUBLISH one message; returns how many subscribers got it."""
         return int(await self._run(COMMAND_TIMEOUT_SECONDS, self._command, "publish", channel, payload))
 

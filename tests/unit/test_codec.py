@@ -218,3 +218,16 @@ def test_object_id_parsing() -> None:
     for bad in ("container", "@1", "c@"):
         with pytest.raises(ValueError, match="name@version"):
             codec.ObjectID.parse(bad)
+
+
+def test_invalid_utf8_in_the_envelope_round_trips_byte_for_byte() -> None:
+    # Go strings are bytes: a buggy Go module can send an ID or a ReplyTo
+    # that is not UTF-8. The answer carries exactly those bytes back.
+    raw = (
+        b"\x85\xa2ID\xa4i\xff\xfed\xa6Inputs\x90\xa6Object\x82\xa4Name\xa1o\xa7Version\xa11"
+        b"\xa7ReplyTo\xa3r\xffo\xa6Method\xa1M"
+    )
+    request = codec.decode_request(raw)
+    answer = codec.encode_response(codec.Response(id=request.id))
+    assert b"\xa4i\xff\xfed" in answer
+    assert codec.wire_key(request.reply_to) == b"r\xffo"
