@@ -45,16 +45,48 @@ def log(message: str) -> None:
     )
 
 
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+
+
 def parse_redis_url(url: str) -> tuple[str, int, bytes]:
-    """``redis://host[:port]/channel`` (as 0-OS parses it) → host, port, channel."""
+    """``redis://host[:port]/channel`` -> host, port, channel.
+
+    The daemon's only parser of backend URLs: validation, the stats
+    monitors and this shim all read them here, so whatever Run accepts the
+    shim can use. Plain string work (no ``urllib``, no ``re``): this process
+    must stay small. The host is a name, an IPv4 address or a bracketed IPv6
+    address; the port, when given, 1 to 65535 (6379 otherwise); the channel
+    is the rest, not empty. No user, query or fragment, no control characters.
+
+    Raises:
+        ValueError: the reason, in words.
+    """
     if not url.startswith("redis://"):
-        raise ValueError(url)
-    netloc, _, channel = url[len("redis://") :].partition("/")
-    host, _, port = netloc.rpartition(":") if ":" in netloc else (netloc, "", "6379")
-    host = host.strip("[]")
-    if not host or not channel or not port.isdigit():
-        raise ValueError(url)
-    return host, int(port), channel.encode()
+        raise ValueError("the scheme must be redis://")
+    if any(c in url for c in "?#@") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise ValueError("no user, query, fragment or control characters are allowed")
+    netloc, slash, channel = url[len("redis://") :].partition("/")
+    if not slash or not channel:
+        raise ValueError("the channel (the path after the host) is missing")
+    if netloc.startswith("["):
+        host, bracket, rest = netloc[1:].partition("]")
+        if not bracket or not host or not set(host) <= _IPV6_CHARS or host.count(":") < 2:
+            raise ValueError("a bracketed host must be an IPv6 address")
+    else:
+        host = netloc.partition(":")[0]
+        rest = netloc[len(host) :]
+        if not host or not set(host) <= _HOST_CHARS:
+            raise ValueError("the host must be a name or an address")
+    port = 6379
+    if rest:
+        port_text = rest[1:]
+        if rest[:1] != ":" or not port_text.isdigit() or not port_text.isascii():
+            raise ValueError("the port must be a number")
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise ValueError("the port must be from 1 to 65535")
+    return host, port, channel.encode("utf-8", "surrogateescape")
 
 
 def parse_args(argv: list[str]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+from .backends import LOG_BACKENDS
 from .types import Logs
 
 LOGSHIM_NAME = "contd-logshim"
@@ -45,8 +46,7 @@ def task_output_uri(shim: Path, log_file: Path, max_bytes: int, backends: Sequen
     """The stdio URI (for both stdout and stderr) of a container's task."""
     args: dict[str, str] = {"--log": str(log_file), "--max-bytes": str(max_bytes)}
     for index, backend in enumerate(backends):
-        if backend.data.stdout:
-            args[f"--stdout.{index}"] = backend.data.stdout
-        if backend.data.stderr:
-            args[f"--stderr.{index}"] = backend.data.stderr
+        kind = LOG_BACKENDS.get(backend.type)
+        if kind is not None:  # validation refused unknown types; an old spec may hold one
+            args.update(kind.shim_args(index, backend))
     return f"binary://{quote(str(shim))}?{urlencode(args)}"

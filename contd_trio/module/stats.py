@@ -1,12 +1,18 @@
-"""Stats backends: a container's metrics pushed to Redis every 2 s, as 0-OS did.
+"""Stats monitors: a container's metrics pushed to its backends every 2 s, as 0-OS did.
 
-The metrics come from the container's cgroup (cgroup v1 or v2) and are
-PUBLISHed as JSON with 0-OS's keys (``timestamp``, ``memory_usage``,
-``memory_limit``, ``memory_cache``, ``cpu_usage`` in ns, ``pids_current``)
-on the channel of ``redis://host:port/channel``. Each monitor is a task of
+The metrics come from the container's cgroup (cgroup v1 or v2) and are sent
+as JSON with 0-OS's keys (``timestamp``, ``memory_usage``, ``memory_limit``,
+``memory_cache``, ``cpu_usage`` in ns, ``pids_current``) to each backend of
+the container's ``Stats`` (see :mod:`.backends`). Each monitor is a task of
 one supervised nursery (started by Run and reconciliation, stopped by Delete
 and by giving up), never fire-and-forget; a tick without a task (the
 container is being restarted) is skipped.
+
+A monitor serves a tenant's endpoints, so it trusts none of them: a backend
+that cannot be reached is logged (once, and again when it is back) and
+retried with backoff; an entry that cannot be used at all is logged and
+skipped. Nothing a monitor meets ends it, let alone the daemon. Each
+monitor owns its connections: they close when it stops.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from typing import Any
 import trio
 
 from .. import logs
+from ..backoff import Backoff
 from ..zbus.errors import ZbusError
-from ..zbus.transport import BrokerAddress, RedisTransport, open_redis_transport
+from .backends import STATS_BACKENDS, StatsPublisher
 from .types import Stats
 
 log = logging.getLogger("contd.stats")
@@ -90,12 +97,15 @@ def read_metrics(namespace: str, container_id: str, root: Path = CGROUP_ROOT) ->
     return None
 
 
-def _endpoint(url: str) -> tuple[BrokerAddress, str]:
-    """``redis://host[:port]/channel`` → the Redis and the channel."""
-    rest = url.removeprefix("redis://")
-    netloc, _, channel = rest.partition("/")
-    host, _, port = netloc.rpartition(":") if ":" in netloc else (netloc, "", "6379")
-    return BrokerAddress(host=host.strip("[]"), port=int(port)), channel
+class _Target:
+    """One backend of a monitor, with its own retry schedule."""
+
+    def __init__(self, backend: Stats, publisher: StatsPublisher) -> None:
+        self.backend = backend
+        self.publisher = publisher
+        self.backoff = Backoff(first=PUSH_INTERVAL, maximum=60.0)
+        self.retry_at = 0.0
+        self.failing = False
 
 
 class StatsMonitors:
@@ -106,13 +116,10 @@ class StatsMonitors:
         self.cgroup_root = cgroup_root
         self._nursery: trio.Nursery | None = None
         self._scopes: dict[Key, trio.CancelScope] = {}
-        self._transports: dict[BrokerAddress, RedisTransport] = {}
-        self._stack: AsyncExitStack | None = None
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the monitors until cancelled."""
-        async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
-            self._stack = stack
+        async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
             await trio.sleep_forever()
@@ -123,55 +130,93 @@ class StatsMonitors:
     def start(self, namespace: str, container_id: str, backends: Sequence[Stats]) -> None:
         """Start (or keep) the monitor of a container; no backends stops it."""
         key = (namespace, container_id)
-        endpoints = [b.endpoint for b in backends if b.type == "redis" and b.endpoint]
-        if not endpoints:
+        wanted = [b for b in backends if b.type in STATS_BACKENDS]
+        if not wanted:
             self.stop(namespace, container_id)
             return
         if key in self._scopes or self._nursery is None:
             return
         scope = trio.CancelScope()
         self._scopes[key] = scope
-        self._nursery.start_soon(self._monitor, key, endpoints, scope)
+        self._nursery.start_soon(self._monitor, key, wanted, scope)
 
     def stop(self, namespace: str, container_id: str) -> None:
         scope = self._scopes.pop((namespace, container_id), None)
         if scope is not None:
             scope.cancel()
 
-    async def _transport(self, address: BrokerAddress) -> RedisTransport:
-        transport = self._transports.get(address)
-        if transport is None:
-            assert self._stack is not None
-            transport = await self._stack.enter_async_context(open_redis_transport(address))
-            self._transports[address] = transport
-        return transport
-
-    async def _monitor(self, key: Key, endpoints: list[str], scope: trio.CancelScope) -> None:
+    async def _monitor(self, key: Key, backends: list[Stats], scope: trio.CancelScope) -> None:
         namespace, container_id = key
-        targets = [_endpoint(url) for url in endpoints]
-        with scope:
-            logs.event(log, logging.INFO, "stats monitor started", ns=namespace, id=container_id)
-            while True:
-                metrics = await trio.to_thread.run_sync(
-                    read_metrics, namespace, container_id, self.cgroup_root
+        try:
+            with scope:
+                logs.event(log, logging.INFO, "stats monitor started", ns=namespace, id=container_id)
+                async with AsyncExitStack() as stack:
+                    targets = [await self._open(stack, key, backend) for backend in backends]
+                    await self._push_forever(key, [t for t in targets if t is not None])
+        except Exception:  # a bug: it ends this monitor only, never the daemon
+            log.exception("stats monitor of %s/%s failed", namespace, container_id)
+        finally:
+            with contextlib.suppress(KeyError):
+                if self._scopes[key] is scope:
+                    del self._scopes[key]
+
+    async def _open(self, stack: AsyncExitStack, key: Key, backend: Stats) -> _Target | None:
+        try:
+            publisher = await stack.enter_async_context(STATS_BACKENDS[backend.type].open_publisher(backend))
+        except (ValueError, ZbusError) as exc:
+            logs.event(
+                log,
+                logging.WARNING,
+                "unusable stats backend, skipped",
+                ns=key[0],
+                id=key[1],
+                endpoint=backend.endpoint,
+                error=str(exc),
+            )
+            return None
+        return _Target(backend, publisher)
+
+    async def _push_forever(self, key: Key, targets: list[_Target]) -> None:
+        namespace, container_id = key
+        while True:
+            metrics = await trio.to_thread.run_sync(read_metrics, namespace, container_id, self.cgroup_root)
+            if metrics is not None:
+                payload = json.dumps(metrics).encode()
+                for target in targets:
+                    await self._push(key, target, payload)
+            await trio.sleep(self.interval)
+
+    async def _push(self, key: Key, target: _Target, payload: bytes) -> None:
+        now = trio.current_time()
+        if now < target.retry_at:
+            return
+        try:
+            await target.publisher.publish(payload)
+        except ZbusError as exc:
+            delay = target.backoff.next()
+            target.retry_at = now + delay
+            if not target.failing:
+                logs.event(
+                    log,
+                    logging.WARNING,
+                    "could not push stats, retrying",
+                    ns=key[0],
+                    id=key[1],
+                    endpoint=target.backend.endpoint,
+                    error=str(exc),
+                    retry_in=delay,
                 )
-                if metrics is not None:
-                    payload = json.dumps(metrics).encode()
-                    for address, channel in targets:
-                        try:
-                            transport = await self._transport(address)
-                            await transport.publish(channel, payload)
-                        except (ZbusError, ValueError) as exc:
-                            logs.event(
-                                log,
-                                logging.WARNING,
-                                "could not push stats",
-                                ns=namespace,
-                                id=container_id,
-                                endpoint=f"{address}/{channel}",
-                                error=str(exc),
-                            )
-                await trio.sleep(self.interval)
-        with contextlib.suppress(KeyError):
-            if self._scopes[key] is scope:
-                del self._scopes[key]
+            target.failing = True
+            return
+        if target.failing:
+            logs.event(
+                log,
+                logging.INFO,
+                "pushing stats again",
+                ns=key[0],
+                id=key[1],
+                endpoint=target.backend.endpoint,
+            )
+        target.failing = False
+        target.backoff.reset()
+        target.retry_at = 0.0

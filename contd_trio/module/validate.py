@@ -27,12 +27,14 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from ..containerd.spec import COREX_ARGS, HostFacts, effective_env, effective_mount
 from ..errors import InvalidArgument
+from ..text import quote
+from .backends import check_backends
 from .startup import STARTUP_FILE, merge_env, parse_startup
 from .types import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, MountInfo
+from .untrusted import check_container
 
 #: containerd's identifier rule (``identifiers.Validate``), for namespaces
 #: and container ids alike.
@@ -40,8 +42,6 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 MAX_IDENTIFIER_LENGTH = 76
 
 ROOTFS_PROPAGATIONS = frozenset({"", "private", "rprivate", "shared", "rshared", "slave", "rslave"})
-LOG_TYPES = frozenset({"redis"})
-STATS_TYPES = frozenset({"redis"})
 #: A ``.startup.toml`` is a few lines; refuse to read a huge one into memory.
 MAX_STARTUP_BYTES = 1 << 20
 
@@ -144,7 +144,7 @@ def validate_identifier(kind: str, value: str) -> str:
         or _IDENTIFIER.fullmatch(value) is None
     ):
         raise InvalidArgument(
-            f"{kind} {value!r} is not a valid identifier "
+            f"{kind} {quote(value)} is not a valid identifier "
             f"(letters, digits, and . _ - between them, at most {MAX_IDENTIFIER_LENGTH} characters)"
         )
     return value
@@ -213,33 +213,6 @@ def _check_env(env: list[str]) -> None:
             raise InvalidArgument(f"env entry {entry!r} contains a NUL character")
 
 
-def _check_redis_url(where: str, url: str) -> None:
-    """The shape 0-OS's backends parse: ``redis://host[:port]/channel``."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises on a non-numeric or out-of-range port
-    except ValueError as exc:
-        raise InvalidArgument(f"{where} {url!r} is not a redis://host:port/channel URL: {exc}") from None
-    channel = parts.path.lstrip("/")
-    if parts.scheme != "redis" or not parts.hostname or not channel or port == 0:
-        raise InvalidArgument(f"{where} {url!r} is not a redis://host:port/channel URL")
-
-
-def _check_backends(container: Container) -> None:
-    for i, logs in enumerate(container.logs or ()):
-        if logs.type not in LOG_TYPES:
-            raise InvalidArgument(f"logs[{i}] type {logs.type!r} is not known (known: redis)")
-        if not logs.data.stdout and not logs.data.stderr:
-            raise InvalidArgument(f"logs[{i}] has neither a stdout nor a stderr URL")
-        for name, url in (("stdout", logs.data.stdout), ("stderr", logs.data.stderr)):
-            if url:
-                _check_redis_url(f"logs[{i}] {name}", url)
-    for i, stats in enumerate(container.stats or ()):
-        if stats.type not in STATS_TYPES:
-            raise InvalidArgument(f"stats[{i}] type {stats.type!r} is not known (known: redis)")
-        _check_redis_url(f"stats[{i}] endpoint", stats.endpoint)
-
-
 def _check_limits(container: Container, host: HostView) -> None:
     cpus = host.facts.cpu_count
     if container.cpu < 0:
@@ -289,6 +262,7 @@ def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan
     Raises:
         InvalidArgument: the first problem found, naming the field and value.
     """
+    check_container(container)
     validate_identifier("namespace", namespace)
     validate_identifier("container name", container.name)
     _check_rootfs(container.rootfs, host)
@@ -297,7 +271,7 @@ def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan
     request_env = list(container.env or ())
     _check_env(request_env)
     _check_limits(container, host)
-    _check_backends(container)
+    check_backends(container)
 
     entrypoint, working_dir, env = container.entrypoint, container.working_dir, request_env
     text = _read_startup(container.rootfs, host)

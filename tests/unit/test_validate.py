@@ -243,14 +243,19 @@ def test_logs(host: LocalHost, request_: Container) -> None:
     assert logs(Logs("file", LogsRedis(url, url))) == "logs[0] type 'file' is not known (known: redis)"
     assert logs(Logs("redis", LogsRedis("", ""))) == "logs[0] has neither a stdout nor a stderr URL"
     assert logs(Logs("redis", LogsRedis(url, "http://h/err"))) == (
-        "logs[0] stderr 'http://h/err' is not a redis://host:port/channel URL"
+        "logs[0] stderr 'http://h/err' is not a redis://host[:port]/channel URL: the scheme must be redis://"
     )
     assert logs(Logs("redis", LogsRedis("redis://h:6379", ""))).startswith(
         "logs[0] stdout 'redis://h:6379' is not"
     )
     assert logs(Logs("redis", LogsRedis("redis://:6379/x", ""))).startswith("logs[0] stdout")
-    assert "Port out of range" in logs(Logs("redis", LogsRedis("redis://h:99999/x", "")))
-    assert "is not a redis://" in logs(Logs("redis", LogsRedis("redis://h:port/x", "")))
+    assert logs(Logs("redis", LogsRedis("redis://h:99999/x", ""))).endswith(
+        "the port must be from 1 to 65535"
+    )
+    assert logs(Logs("redis", LogsRedis("redis://h:port/x", ""))).endswith("the port must be a number")
+    # What the stats monitors and the log shim once choked on is refused up front.
+    assert logs(Logs("redis", LogsRedis("redis://h:/x", ""))).endswith("the port must be a number")
+    assert "IPv6" in logs(Logs("redis", LogsRedis("redis://[nothost]/x", "")))
 
 
 def test_stats(host: LocalHost, request_: Container) -> None:
@@ -258,10 +263,12 @@ def test_stats(host: LocalHost, request_: Container) -> None:
         return rejected(host, change(request_, stats=list(entries)))
 
     assert stats(Stats("influx", "redis://h:1/s")) == "stats[0] type 'influx' is not known (known: redis)"
-    assert stats(Stats("redis", "")) == "stats[0] endpoint '' is not a redis://host:port/channel URL"
-    assert (
-        stats(Stats("redis", "redis://h/"))
-        == "stats[0] endpoint 'redis://h/' is not a redis://host:port/channel URL"
+    assert stats(Stats("redis", "")) == (
+        "stats[0] endpoint '' is not a redis://host[:port]/channel URL: the scheme must be redis://"
+    )
+    assert stats(Stats("redis", "redis://h/")) == (
+        "stats[0] endpoint 'redis://h/' is not a redis://host[:port]/channel URL: "
+        "the channel (the path after the host) is missing"
     )
 
 
