@@ -120,7 +120,9 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
         policy = RestartPolicy(
             delay=config.restart_delay, limit=config.restart_limit, window=config.restart_window
         )
-        supervisor = Supervisor(containerd, module, lifecycle, policy)
+        supervisor = Supervisor(
+            containerd, module, lifecycle, policy, reconcile_interval=config.reconcile_interval
+        )
         server.register(OBJECT, container_methods(module))
         async with trio.open_nursery() as nursery:
             await nursery.start(stats.serve)
@@ -159,6 +161,7 @@ async def run_daemon(config: Config) -> None:
                 async with open_daemon(config) as daemon:
                     serving.append(daemon)
                     await stop_requested.wait()
+                    daemon.module.stopping.set()
                     await daemon.server.stop(config.shutdown_grace)
                     await daemon.server.wait_stopped()
                 nursery.cancel_scope.cancel()

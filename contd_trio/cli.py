@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a new entrypoint must stay up before Run succeeds (default 250ms)",
     )
     flag(
+        "reconcile-interval",
+        metavar="DURATION",
+        type=_positive_duration,
+        default=defaults.reconcile_interval,
+        help="how often every container is checked against what it should be (default 60s)",
+    )
+    flag(
         "log-max-size",
         metavar="SIZE",
         type=_size,
@@ -196,6 +203,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         restart_limit=args.restart_limit,
         restart_window=args.restart_window,
         start_settle=args.start_settle,
+        reconcile_interval=args.reconcile_interval,
         log_max_bytes=args.log_max_size,
         log_level=args.log_level,
     )

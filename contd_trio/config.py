@@ -84,6 +84,9 @@ class Config:
         restart_window: see ``restart_limit``.
         start_settle: how long a freshly started entrypoint must stay up
             before Run reports success.
+        reconcile_interval: how often every managed container is checked
+            against what it should be, besides at start-up and after
+            containerd restarted (catches what events missed).
         log_max_bytes: the size at which a container's log file is rotated.
         log_level: the daemon's own log level.
     """
@@ -99,5 +102,6 @@ class Config:
     restart_limit: int = 3
     restart_window: float = 60.0
     start_settle: float = 0.25
+    reconcile_interval: float = 60.0
     log_max_bytes: int = 10 * 1024 * 1024
     log_level: str = "info"

@@ -3,7 +3,7 @@
 Every ``ContdError`` travels to the caller as a zbus call error
 (``Output.Error.Message`` = its message). Errors from containerd are mapped
 to these classes in exactly one place (``containerd.channel``), keeping
-containerd's message without its ``": <class>"`` suffix.
+containerd's message (minus a meaningless ``": unknown"``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ cancellation cancels the gRPC stream.
 
 Every failure leaves here as a :class:`~contd_trio.errors.ContdError`,
 mapped in one table from the gRPC status (as containerd's errdefs does), with
-containerd's message minus its ``": <class>"`` suffix. Losing the socket
+containerd's message (minus a meaningless ``": unknown"``). Losing the socket
 (containerd restarting) is :class:`~contd_trio.errors.Unavailable`; the next
 call reconnects.
 """
@@ -56,31 +56,17 @@ _ERRORS: dict[Status, type[errors.ContdError]] = {
     Status.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
 }
 
-# containerd ends messages with ": <errdefs class>"; users need not read it.
-_CLASS_SUFFIXES = tuple(
-    f": {name}"
-    for name in (
-        "not found",
-        "already exists",
-        "invalid argument",
-        "failed precondition",
-        "unavailable",
-        "not implemented",
-        "deadline exceeded",
-        "canceled",
-        "context canceled",
-        "unknown",
-    )
-)
+# containerd ends messages with ": <errdefs class>". Most classes carry the
+# meaning ('task "b3": not found' without it reads "task b3") and stay; an
+# ": unknown" class says nothing and is dropped.
+_MEANINGLESS_SUFFIX = ": unknown"
 
 
 def error_from_status(status: Status, message: str | None) -> errors.ContdError:
     """The daemon's error for a gRPC status from containerd."""
     text = message or status.name.lower().replace("_", " ")
-    for suffix in _CLASS_SUFFIXES:
-        if text.endswith(suffix) and len(text) > len(suffix):
-            text = text[: -len(suffix)]
-            break
+    if text.endswith(_MEANINGLESS_SUFFIX) and len(text) > len(_MEANINGLESS_SUFFIX):
+        text = text[: -len(_MEANINGLESS_SUFFIX)]
     if status is Status.UNKNOWN and text.startswith("context deadline exceeded"):
         # containerd's errdefs reads this Unknown as the context's deadline error.
         return errors.DeadlineExceeded(text)
@@ -231,7 +217,12 @@ class ContainerdChannel:
     @staticmethod
     async def _aio_open_stream(stream: Any, request: Message) -> None:
         await stream.__aenter__()
-        await stream.send_message(request, end=True)
+        try:
+            await stream.send_message(request, end=True)
+        except BaseException as exc:
+            # Entered but not yielded to anybody: close it here, or it leaks.
+            await stream.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
 
     @staticmethod
     async def _aio_close_stream(stream: Any) -> None:

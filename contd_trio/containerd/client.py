@@ -33,6 +33,7 @@ from .._proto.containerd.services.tasks.v1 import tasks_pb2
 from .._proto.containerd.services.version.v1 import version_pb2
 from .._proto.containerd.types.task import task_pb2
 from ..backoff import Backoff
+from ..taskgroups import open_nursery
 from . import spec as oci
 from .channel import ContainerdChannel, ReplyStream, Rpc
 from .events import Event, Gap, decode_envelope, timestamp_from_proto
@@ -112,6 +113,36 @@ class Exit:
     pid: int
     exit_status: int
     exited_at: msgpack.Timestamp
+
+
+class ExitWatch:
+    """A pending ``Tasks.Wait``, as Go's ``task.Wait()`` channel: made
+    before a process is started or signalled, read afterwards.
+
+    ``done`` is set once the process exited (``exit``) or the wait itself
+    failed (``error``: containerd went away, say). Nothing ever raises out of
+    the background wait; :meth:`result` raises its error for the reader.
+    """
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.exit: Exit | None = None
+        self.error: errors.ContdError | None = None
+
+    @property
+    def exited(self) -> bool:
+        return self.exit is not None
+
+    def result(self) -> Exit:
+        """The exit, once ``done``.
+
+        Raises:
+            ContdError: the wait failed.
+        """
+        if self.error is not None:
+            raise self.error
+        assert self.exit is not None, "read an ExitWatch before it is done"
+        return self.exit
 
 
 def _container_record(message: containers_pb2.Container) -> ContainerRecord:
@@ -315,6 +346,30 @@ class Containerd:
         reply = await self._call(TASKS_WAIT, request, namespace, timeout)
         return Exit(pid=0, exit_status=reply.exit_status, exited_at=timestamp_from_proto(reply.exited_at))
 
+    @asynccontextmanager
+    async def watch_exit(
+        self, namespace: str, container_id: str, exec_id: str = ""
+    ) -> AsyncIterator[ExitWatch]:
+        """Wait for the task (or exec process) in the background while the
+        block runs; the wait is sent before the block starts (containerd's
+        rule: Wait before Start or Kill) and ends with the block."""
+        watch = ExitWatch()
+
+        async def wait() -> None:
+            try:
+                watch.exit = await self.wait(namespace, container_id, exec_id)
+            except errors.ContdError as exc:
+                watch.error = exc
+            watch.done.set()
+
+        async with open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.lowlevel.checkpoint()  # let the Wait go out first
+            try:
+                yield watch
+            finally:
+                nursery.cancel_scope.cancel()
+
     async def delete_task(
         self, namespace: str, container_id: str, *, timeout: float | None = CALL_TIMEOUT
     ) -> Exit:
@@ -373,7 +428,8 @@ class Containerd:
         Entering waits, retrying with backoff, until the subscription is made.
         The iterator then yields :class:`Event` values, and a :class:`Gap`
         each time the stream broke (containerd restarted) and was made again.
-        It only ends when cancelled; an error other than Unavailable propagates.
+        It only ends when cancelled: containerd's errors end a stream, never
+        the watch.
         """
         watch = EventWatch(self.channel, list(filters), backoff or Backoff(first=0.2, maximum=5.0))
         try:
@@ -411,7 +467,7 @@ class EventWatch:
                 envelope = await self._stream.__anext__()
             except StopAsyncIteration:
                 reason = "containerd ended the event stream"
-            except errors.Unavailable as exc:
+            except errors.ContdError as exc:
                 reason = str(exc)
             else:
                 return decode_envelope(envelope)
@@ -427,7 +483,7 @@ class EventWatch:
                 self._stream = await stack.enter_async_context(
                     self._channel.server_stream(EVENTS_SUBSCRIBE, request)
                 )
-            except errors.Unavailable as exc:
+            except errors.ContdError as exc:
                 await stack.aclose()
                 delay = self._backoff.next()
                 logs.event(
@@ -452,6 +508,7 @@ __all__ = [
     "Event",
     "EventWatch",
     "Exit",
+    "ExitWatch",
     "Gap",
     "ProcessState",
 ]

@@ -30,12 +30,16 @@ from ..containerd import spec as oci
 from ..containerd.client import Containerd, ContainerRecord, Exit, ProcessState
 from ..errors import (
     AlreadyExists,
+    ContainerdError,
+    ContdError,
     EntrypointExited,
     ExecFailed,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
+from ..taskgroups import wait_any
+from ..text import format_duration, shorten
 from . import labels
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
@@ -43,6 +47,7 @@ from .logfiles import rotated, tail_lines
 from .output import task_output_uri
 from .stats import StatsMonitors
 from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, TaskState
+from .untrusted import check_args
 from .validate import HostView, log_path, prepare_run, validate_identifier
 
 log = logging.getLogger("contd.module")
@@ -51,6 +56,15 @@ log = logging.getLogger("contd.module")
 KILL_GRACE_SECONDS = 10.0
 #: How long removing a half-made container may take, shielded from cancellation.
 CLEANUP_SECONDS = 20.0
+#: What the end of a Delete may take, shielded: SIGKILL and the wait for it,
+#: then removing the task, the container and its files. A Delete's SIGTERM
+#: grace is cut so that this still fits in the time its request has left.
+KILL_BUDGET_SECONDS = KILL_GRACE_SECONDS + 10.0
+#: The largest OCI spec Run sends (containerd's own limit on a message is 16 MiB).
+MAX_SPEC_BYTES = 1024 * 1024
+#: Exit codes of an exec that could not start, as docker and a shell give them.
+EXEC_NOT_FOUND = 127
+EXEC_CANNOT_RUN = 126
 #: Lines of output Logs gives back (0-OS: 100).
 LOG_LINES = 100
 #: Lines of output quoted in an error (an entrypoint or exec that failed).
@@ -70,6 +84,11 @@ class Paths:
         validate_identifier("namespace", namespace)
         validate_identifier("container name", container_id)
         return self.root / "exec" / namespace / f"{container_id}.{exec_id}.out"
+
+    def exec_outputs(self, namespace: str, container_id: str) -> list[Path]:
+        """Output files of a container's exec processes still on disk (blocking)."""
+        directory = self.exec_output(namespace, container_id, "x").parent
+        return sorted(directory.glob(f"{container_id}.exec-*.out"))
 
 
 @dataclass(frozen=True)
@@ -118,12 +137,20 @@ class ContainerModule:
         self.lifecycle = lifecycle
         self.stats = stats
         self.locks = KeyedLocks()
+        #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
+        #: grace stop waiting and finish, so their callers get a true answer.
+        self.stopping = trio.Event()
 
     # -- Run -------------------------------------------------------------------------------
 
     async def run(self, namespace: str, container: Container) -> str:
         """Create and start a container; returns its id (its name) once
         containerd reported it started and it stayed up for the settle window.
+
+        Atomic: the container carries the ``contd.pending`` label from its
+        creation until right before the success answer. Whatever goes wrong
+        before that (a failure, a cancellation, containerd or the daemon
+        dying) removes it, here or, failing that, in reconciliation.
 
         Raises:
             InvalidArgument: the request is wrong (nothing was created).
@@ -136,27 +163,37 @@ class ContainerModule:
         async with self.locks.hold((namespace, container_id)):
             await self.containerd.ensure_namespace(namespace)
             spec = oci.build_spec(namespace, plan.container, plan.args, plan.env, plan.cwd, self.host.facts)
-            # Calls that create something are not cancelled half-way: containerd
-            # would finish them anyway, and the cleanup must know what exists.
-            with trio.CancelScope(shield=True):
-                try:
-                    await self.containerd.create_container(
-                        namespace, container_id, spec, labels={labels.MANAGED: "true"}
-                    )
-                except AlreadyExists:
-                    raise AlreadyExists(
-                        f"container {container_id} already exists in namespace {namespace}"
-                    ) from None
-            started = False
+            _check_spec_size(spec)
+            await self._create(namespace, container_id, spec)
+            confirmed = False
             try:
                 await self.start_task(namespace, plan.container)
-                started = True
+                await self.containerd.update_labels(namespace, container_id, {labels.PENDING: ""})
+                confirmed = True
             finally:
-                if not started:
+                if not confirmed:
                     await self._remove_half_made(namespace, container_id)
             if self.stats is not None:
                 self.stats.start(namespace, container_id, plan.container.stats or ())
         return container_id
+
+    async def _create(self, namespace: str, container_id: str, spec: dict[str, object]) -> None:
+        """Create the container, marked as managed and pending.
+
+        A create is not cancelled half-way (containerd would finish it anyway,
+        and the cleanup must know what exists). When it fails other than with
+        AlreadyExists, containerd may have made it all the same (the answer
+        was lost): a pending container of that name is then removed.
+        """
+        new_labels = {labels.MANAGED: "true", labels.PENDING: "true"}
+        try:
+            with trio.CancelScope(shield=True):
+                await self.containerd.create_container(namespace, container_id, spec, labels=new_labels)
+        except AlreadyExists:
+            raise AlreadyExists(f"container {container_id} already exists in namespace {namespace}") from None
+        except BaseException:
+            await self._remove_if_pending(namespace, container_id)
+            raise
 
     async def start_task(self, namespace: str, container: Container) -> int:
         """Create and start the container's task, its output going through
@@ -169,6 +206,7 @@ class ContainerModule:
 
         Raises:
             EntrypointExited: the process exited; the task is left for the caller.
+            ContdError: containerd failed (or went away while we waited).
         """
         container_id = container.name
         log_file = self.paths.log_file(namespace, container_id)
@@ -179,28 +217,12 @@ class ContainerModule:
         with self.lifecycle.starting(namespace, container_id) as waiter:
             with trio.CancelScope(shield=True):
                 await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
-            exits: list[Exit] = []
-            exited = trio.Event()
-            settled = trio.Event()  # started, or exited
-            async with trio.open_nursery() as nursery:
-
-                async def wait_for_exit() -> None:
-                    exits.append(await self.containerd.wait(namespace, container_id))
-                    exited.set()
-                    settled.set()
-
-                async def confirm_start() -> None:
-                    await waiter.started.wait()
-                    settled.set()
-
-                nursery.start_soon(wait_for_exit)
-                nursery.start_soon(confirm_start)
-                await trio.lowlevel.checkpoint()  # let Wait go out first
+            async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
                 with trio.CancelScope(shield=True):
                     pid = await self.containerd.start(namespace, container_id)
                 with trio.move_on_after(self.settings.start_event_wait):
-                    await settled.wait()
-                if not settled.is_set():
+                    await wait_any(waiter.started, exit_watch.done)
+                if not (waiter.started.is_set() or exit_watch.done.is_set()):
                     # The event is late (or lost): ask containerd itself.
                     state = await self.containerd.get_process(namespace, container_id)
                     logs.event(
@@ -212,10 +234,9 @@ class ContainerModule:
                         status=state.status,
                     )
                 with trio.move_on_after(self.settings.start_settle):
-                    await exited.wait()
-                nursery.cancel_scope.cancel()
-        if exits:
-            status = exits[0].exit_status
+                    await exit_watch.done.wait()
+        if exit_watch.done.is_set():
+            status = exit_watch.result().exit_status  # raises when the wait itself failed
             raise EntrypointExited(
                 f"entrypoint of {container_id} exited with status {status}"
                 + await self._output_tail(namespace, container_id),
@@ -234,13 +255,21 @@ class ContainerModule:
         return await _quoted_output(self.paths.log_file(namespace, container_id))
 
     async def _remove_half_made(self, namespace: str, container_id: str) -> None:
-        """Remove a container Run made but could not finish; shielded, bounded."""
+        """Remove a container Run made but could not finish; shielded,
+        bounded, and never raising (reconciliation removes what is left,
+        since it is still marked pending)."""
         with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS) as scope:
             try:
-                await self._kill_and_remove_task(namespace, container_id)
-                with contextlib.suppress(NotFound):
-                    await self.containerd.delete_container(namespace, container_id)
-                await trio.to_thread.run_sync(self._remove_logs, namespace, container_id)
+                await self.remove_container(namespace, container_id)
+            except ContdError as exc:
+                logs.event(
+                    log,
+                    logging.WARNING,
+                    "could not remove a half-made container; reconciliation will",
+                    ns=namespace,
+                    id=container_id,
+                    error=str(exc),
+                )
             except Exception:
                 log.exception("could not remove half-made container %s/%s", namespace, container_id)
         if scope.cancelled_caught:
@@ -248,7 +277,30 @@ class ContainerModule:
                 log, logging.ERROR, "gave up removing a half-made container", ns=namespace, id=container_id
             )
 
-    async def _kill_and_remove_task(self, namespace: str, container_id: str) -> Exit | None:
+    async def _remove_if_pending(self, namespace: str, container_id: str) -> None:
+        """Remove the container if it is a pending one (never somebody's
+        finished container); shielded, bounded, never raising."""
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS):
+            try:
+                record = await self.containerd.get_container(namespace, container_id)
+            except ContdError:
+                return  # not there (or containerd is away: reconciliation will look)
+            if labels.pending(record.labels):
+                await self._remove_half_made(namespace, container_id)
+
+    async def remove_container(self, namespace: str, container_id: str) -> None:
+        """Kill and remove the task, then remove the container and its files.
+
+        Raises:
+            FailedPrecondition: the task did not die of SIGKILL in time.
+            ContdError: containerd failed.
+        """
+        await self.kill_and_remove_task(namespace, container_id)
+        with contextlib.suppress(NotFound):
+            await self.containerd.delete_container(namespace, container_id)
+        await trio.to_thread.run_sync(self._remove_files, namespace, container_id)
+
+    async def kill_and_remove_task(self, namespace: str, container_id: str) -> Exit | None:
         """SIGKILL every process of the task, wait for it, delete it."""
         with contextlib.suppress(NotFound):  # not running, or no task at all
             await self.containerd.kill(namespace, container_id, signal.SIGKILL, all_processes=True)
@@ -319,10 +371,18 @@ class ContainerModule:
 
     async def delete(self, namespace: str, container_id: str) -> None:
         """SIGTERM, up to the container's shutdown timeout, SIGKILL, then
-        remove its task, the container and its log.
+        remove its task, the container and its files.
+
+        The grace is cut so that the end (SIGKILL and removal, shielded from
+        cancellation and bounded) fits in the time the request has left; a
+        stopping daemon cuts it short. Once marked as going away, a container
+        is removed even if this Delete fails or is cancelled: reconciliation
+        finishes it off.
 
         Raises:
             NotFound: no such container.
+            FailedPrecondition: it did not die of SIGKILL in time (it stays
+                marked as going away).
         """
         async with self.locks.hold((namespace, container_id)):
             record = await self._get(namespace, container_id)
@@ -330,43 +390,51 @@ class ContainerModule:
             if self.stats is not None:
                 self.stats.stop(namespace, container_id)
             timeout_ns = oci.read_spec(record.spec or {}).shutdown_timeout_ns
-            grace = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
-            await self._stop(namespace, container_id, grace)
-            with contextlib.suppress(NotFound):
-                await self.containerd.delete_container(namespace, container_id)
-            await trio.to_thread.run_sync(self._remove_logs, namespace, container_id)
+            wanted = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
+            left = trio.current_effective_deadline() - trio.current_time()
+            grace = max(0.0, min(wanted, left - KILL_BUDGET_SECONDS))
+            try:
+                await self._terminate(namespace, container_id, grace)
+            finally:
+                await self._finish_delete(namespace, container_id)
         logs.event(log, logging.INFO, "container deleted", ns=namespace, id=container_id)
 
-    async def _stop(self, namespace: str, container_id: str, grace: float) -> None:
+    async def _terminate(self, namespace: str, container_id: str, grace: float) -> None:
+        """SIGTERM the task and wait up to ``grace`` for it to exit."""
         try:
             state = await self.containerd.get_process(namespace, container_id)
         except NotFound:
             return  # no task
-        if state.status in ("running", "paused", "pausing"):
-            async with trio.open_nursery() as nursery:
-                exited = trio.Event()
+        if grace <= 0 or state.status not in ("running", "paused", "pausing"):
+            return
+        # Waiting before signalling, as 0-OS did: the exit cannot slip by.
+        async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
+            with contextlib.suppress(NotFound):
+                await self.containerd.kill(namespace, container_id, signal.SIGTERM)
+            with trio.move_on_after(grace):
+                await wait_any(exit_watch.done, self.stopping)
+        if not exit_watch.done.is_set():
+            logs.event(
+                log,
+                logging.INFO,
+                "daemon stopping, not waiting out the grace"
+                if self.stopping.is_set()
+                else "container ignored SIGTERM",
+                ns=namespace,
+                id=container_id,
+                grace=grace,
+            )
 
-                async def wait_for_exit() -> None:
-                    with contextlib.suppress(NotFound):
-                        await self.containerd.wait(namespace, container_id)
-                    exited.set()
-
-                nursery.start_soon(wait_for_exit)  # waiting before signalling, as 0-OS did
-                with contextlib.suppress(NotFound):
-                    await self.containerd.kill(namespace, container_id, signal.SIGTERM)
-                with trio.move_on_after(grace):
-                    await exited.wait()
-                if not exited.is_set():
-                    logs.event(
-                        log,
-                        logging.INFO,
-                        "container ignored SIGTERM",
-                        ns=namespace,
-                        id=container_id,
-                        grace=grace,
-                    )
-                nursery.cancel_scope.cancel()
-        await self._kill_and_remove_task(namespace, container_id)
+    async def _finish_delete(self, namespace: str, container_id: str) -> None:
+        """SIGKILL, then remove the task, the container and its files:
+        shielded and bounded by :data:`KILL_BUDGET_SECONDS`."""
+        with trio.CancelScope(shield=True), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
+            await self.remove_container(namespace, container_id)
+        if scope.cancelled_caught:
+            raise FailedPrecondition(
+                f"container {container_id} in namespace {namespace} could not be removed within "
+                f"{KILL_BUDGET_SECONDS:g} seconds of SIGKILL; it will be removed once it exits"
+            )
 
     async def signal_delete(self, namespace: str, container_id: str) -> None:
         """Mark the container as going away (nothing will restart it), send
@@ -383,46 +451,44 @@ class ContainerModule:
     async def _mark_going_away(self, namespace: str, container_id: str) -> None:
         await self.containerd.update_labels(namespace, container_id, {labels.GOING_AWAY: "true"})
 
-    def _remove_logs(self, namespace: str, container_id: str) -> None:
+    def _remove_files(self, namespace: str, container_id: str) -> None:
+        """The container's logs and any exec output left behind (blocking)."""
         base = self.paths.log_file(namespace, container_id)
-        for path in (base, rotated(base)):
+        for path in (base, rotated(base), *self.paths.exec_outputs(namespace, container_id)):
             path.unlink(missing_ok=True)
 
     # -- Exec ----------------------------------------------------------------------------------------
 
     async def exec_process(self, namespace: str, container_id: str, timeout_ns: int, *args: str) -> None:
-        """Run a process in a running container and wait for it.
+        """Run a process in a running container and wait for it. The process
+        and its output file are always removed afterwards.
 
         Raises:
-            InvalidArgument: no command, or a timeout that is not positive.
+            InvalidArgument: no command, an argument that is not UTF-8, or a
+                timeout that is not positive.
             NotFound: no such container, or it has no running task.
-            ExecFailed: the process exited non-zero, or ran past the timeout
-                (it is killed then); the message quotes its last output.
+            ExecFailed: the process could not start (runc's reason; exit
+                status 127 for a missing binary, 126 otherwise), exited
+                non-zero, or ran past the timeout (it is killed then); the
+                message quotes its last output.
         """
         if not args:
             raise InvalidArgument("exec needs a command")
+        check_args("args", args)
         if timeout_ns <= 0:
-            raise InvalidArgument(f"exec timeout must be positive, not {timeout_ns}ns")
+            raise InvalidArgument(f"exec timeout must be positive, not {format_duration(timeout_ns / 1e9)}")
         record = await self._get(namespace, container_id)
         exec_id = f"exec-{uuid.uuid4().hex[:12]}"
         output = self.paths.exec_output(namespace, container_id, exec_id)
         await trio.to_thread.run_sync(lambda: output.parent.mkdir(parents=True, exist_ok=True))
-        base = dict(record.spec or {})
-        process = oci.process_spec(list(args), [], "", base)
-        command = shlex.join(args)
-        uri = f"file://{output}"
-        try:
-            await self.containerd.exec_process(
-                namespace, container_id, exec_id, process, stdout=uri, stderr=uri
-            )
-        except NotFound:
-            raise NotFound(f"container {container_id} in namespace {namespace} is not running") from None
+        process = oci.process_spec(list(args), [], "", dict(record.spec or {}))
+        command = shorten(shlex.join(args))
         timeout = timeout_ns / 1e9
         try:
-            exit_ = await self._run_exec(namespace, container_id, exec_id, timeout)
+            exit_ = await self._run_exec(namespace, container_id, exec_id, process, output, command, timeout)
             if exit_ is None:
                 raise ExecFailed(
-                    f"exec {command} in {container_id}: timed out after {timeout:g} seconds"
+                    f"exec {command} in {container_id}: timed out after {format_duration(timeout)}"
                     + await _quoted_output(output),
                     exit_status=-1,
                 )
@@ -437,35 +503,63 @@ class ContainerModule:
                 await self._remove_exec(namespace, container_id, exec_id)
                 await trio.to_thread.run_sync(lambda: output.unlink(missing_ok=True))
 
-    async def _run_exec(self, namespace: str, container_id: str, exec_id: str, timeout: float) -> Exit | None:
-        """Start the exec process and wait up to ``timeout``; None when it ran past it."""
-        exits: list[Exit] = []
-        exited = trio.Event()
-        async with trio.open_nursery() as nursery:
-
-            async def wait_for_exit() -> None:
-                exits.append(await self.containerd.wait(namespace, container_id, exec_id))
-                exited.set()
-
-            nursery.start_soon(wait_for_exit)
-            await self.containerd.start(namespace, container_id, exec_id)
+    async def _run_exec(
+        self,
+        namespace: str,
+        container_id: str,
+        exec_id: str,
+        process: dict[str, object],
+        output: Path,
+        command: str,
+        timeout: float,
+    ) -> Exit | None:
+        """Add the exec process, start it and wait up to ``timeout``; None
+        when it ran past it."""
+        uri = f"file://{output}"
+        try:
+            await self.containerd.exec_process(
+                namespace, container_id, exec_id, process, stdout=uri, stderr=uri
+            )
+        except (NotFound, FailedPrecondition):
+            raise NotFound(f"container {container_id} in namespace {namespace} is not running") from None
+        async with self.containerd.watch_exit(namespace, container_id, exec_id) as exit_watch:
+            try:
+                await self.containerd.start(namespace, container_id, exec_id)
+            except ContainerdError as exc:
+                # runc could not run it: say why, as a failed exec (not a containerd fault).
+                raise ExecFailed(
+                    f"exec {command} in {container_id}: could not start: {exc}",
+                    exit_status=_exec_start_status(str(exc)),
+                ) from exc
             with trio.move_on_after(timeout):
-                await exited.wait()
-            nursery.cancel_scope.cancel()
-        return exits[0] if exits else None
+                await exit_watch.done.wait()
+        return exit_watch.result() if exit_watch.done.is_set() else None
 
     async def _remove_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
+        """Kill the exec process if it runs, then delete it. Never raises: a
+        process left behind (containerd away) goes with the container's task."""
         try:
-            state = await self.containerd.get_process(namespace, container_id, exec_id)
-        except NotFound:
-            return
-        if state.status != "stopped":
+            try:
+                state = await self.containerd.get_process(namespace, container_id, exec_id)
+            except NotFound:
+                return
+            if state.status in ("running", "paused", "pausing"):
+                with contextlib.suppress(NotFound, FailedPrecondition):
+                    await self.containerd.kill(namespace, container_id, signal.SIGKILL, exec_id)
+                with contextlib.suppress(NotFound), trio.move_on_after(KILL_GRACE_SECONDS):
+                    await self.containerd.wait(namespace, container_id, exec_id)
             with contextlib.suppress(NotFound):
-                await self.containerd.kill(namespace, container_id, signal.SIGKILL, exec_id)
-            with contextlib.suppress(NotFound), trio.move_on_after(KILL_GRACE_SECONDS):
-                await self.containerd.wait(namespace, container_id, exec_id)
-        with contextlib.suppress(NotFound):
-            await self.containerd.delete_process(namespace, container_id, exec_id)
+                await self.containerd.delete_process(namespace, container_id, exec_id)
+        except ContdError as exc:
+            logs.event(
+                log,
+                logging.WARNING,
+                "could not remove an exec process",
+                ns=namespace,
+                id=container_id,
+                exec_id=exec_id,
+                error=str(exc),
+            )
 
     # -- Logs ----------------------------------------------------------------------------------------
 
@@ -485,3 +579,18 @@ async def _quoted_output(path: Path) -> str:
     lines = await trio.to_thread.run_sync(tail_lines, path, ERROR_OUTPUT_LINES)
     text = "".join(lines).strip()
     return f"; output: {text}" if text else ""
+
+
+def _exec_start_status(reason: str) -> int:
+    """The exit status docker gives an exec that could not start."""
+    missing = ("executable file not found", "no such file or directory")
+    return EXEC_NOT_FOUND if any(m in reason.lower() for m in missing) else EXEC_CANNOT_RUN
+
+
+def _check_spec_size(spec: dict[str, object]) -> None:
+    size = len(oci.spec_json(spec))
+    if size > MAX_SPEC_BYTES:
+        raise InvalidArgument(
+            f"the container's spec would be {size} bytes, more than {MAX_SPEC_BYTES} "
+            "(env, mounts and entrypoint together are too large)"
+        )

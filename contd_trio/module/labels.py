@@ -11,6 +11,10 @@ from collections.abc import Mapping
 
 #: Set on every container this daemon made: reconciliation only touches those.
 MANAGED = "contd.managed"
+#: Set when Run creates the container, removed right before Run answers
+#: success. A container still pending when no Run is working on it belongs to
+#: a Run that failed or died: reconciliation removes it, never starts it.
+PENDING = "contd.pending"
 #: Delete or SignalDelete asked for it to go: never restart it. Never expires.
 GOING_AWAY = "contd.going-away"
 #: How many times supervision restarted it.
@@ -47,3 +51,7 @@ def exited_at_ns(container_labels: Mapping[str, str]) -> int | None:
         return int(container_labels[EXITED_AT])
     except (KeyError, ValueError):
         return None
+
+
+def pending(container_labels: Mapping[str, str]) -> bool:
+    return container_labels.get(PENDING) == "true"

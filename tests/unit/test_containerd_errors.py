@@ -36,9 +36,13 @@ def test_every_status_maps_to_a_contd_error() -> None:
             assert isinstance(error_from_status(status, None), errors.ContdError)
 
 
-def test_containerd_class_suffix_is_stripped() -> None:
-    error = error_from_status(Status.NOT_FOUND, 'container "c1" in namespace "n": not found')
-    assert str(error) == 'container "c1" in namespace "n"'
+def test_containerd_messages_keep_their_meaning() -> None:
+    # Stripped of ": not found", containerd's message would read 'task "b3"'.
+    error = error_from_status(Status.NOT_FOUND, 'task "b3": not found')
+    assert str(error) == 'task "b3": not found'
+    # ": unknown" says nothing: dropped.
+    error = error_from_status(Status.UNKNOWN, "OCI runtime exec failed: exec failed: boom: unknown")
+    assert str(error) == "OCI runtime exec failed: exec failed: boom"
     assert (
         str(error_from_status(Status.UNKNOWN, "context deadline exceeded: unknown"))
         == "context deadline exceeded"
