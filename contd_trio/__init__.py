@@ -5,8 +5,10 @@ Layering, from the bottom up (a module only imports from layers below it):
 * ``zbus.codec``, ``containerd.spec``, ``containerd.events``, ``module.startup``,
   ``module.types``: pure code, values in and values out, no I/O.
 * ``zbus.transport`` (redis.asyncio) and ``containerd.channel`` (grpclib) are
-  the only two modules that import asyncio: every asyncio object is created and
-  awaited there, through trio-asyncio, and nothing asyncio leaks out of them.
+  the only two modules that import asyncio libraries: every asyncio object is
+  created and awaited there, through trio-asyncio, and nothing asyncio leaks
+  out of them. ``runtime`` runs a Trio main with the bridge, for every
+  program of the package (``tests/unit/test_layers.py`` checks all this).
 * ``zbus.server``, ``zbus.client``, ``containerd.client``: plain Trio services
   built on those two adapters.
 * ``module``: the container module (orchestration) and its supervision.

@@ -12,9 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-import trio_asyncio
-
-from . import __version__, logs
+from . import __version__, logs, runtime
 from .config import (
     DEFAULT_BROKER,
     DEFAULT_CONTAINERD_SOCKET,
@@ -24,7 +22,6 @@ from .config import (
     parse_duration,
     parse_size,
 )
-from .errors import first_leaf
 from .zbus.transport import parse_broker_url
 
 
@@ -214,17 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log_level)
     from .app import run_daemon  # after logging is set up
 
-    code = 0
-    # The nurseries below deliver errors as exception groups: unwrap them here, once.
     try:
-        trio_asyncio.run(run_daemon, config)
-    except* KeyboardInterrupt:
+        runtime.run(run_daemon, config)
+    except KeyboardInterrupt:
         pass
-    except* OSError as group:
+    except OSError as exc:
         # The root directory cannot be written, say: say so in one line.
-        print(f"contd: {first_leaf(group)}", file=sys.stderr)
-        code = 1
-    return code
+        print(f"contd: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

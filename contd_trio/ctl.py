@@ -20,10 +20,9 @@ from typing import Any, NoReturn
 
 import msgpack
 import trio
-import trio_asyncio
 
+from . import runtime
 from .config import DEFAULT_ROOT, parse_duration, parse_size
-from .errors import first_leaf
 from .module.client import ContainerClient, add_client_flags
 from .module.logfiles import rotated
 from .module.service import MODULE
@@ -423,19 +422,16 @@ def main(argv: list[str] | None = None) -> int:
         parse_broker_url(args.broker)
     except ValueError as exc:
         parser.error(str(exc))
-    code = 0
-    # Errors come out of the client's nursery as exception groups: unwrap them here, once.
     try:
-        code = trio_asyncio.run(run_command, args)
-    except* UsageError as group:
-        print(f"contdctl: {first_leaf(group)}", file=sys.stderr)
-        code = 2
-    except* ZbusError as group:
-        print(f"contdctl: {first_leaf(group)}", file=sys.stderr)
-        code = 1
-    except* KeyboardInterrupt:
-        code = 130
-    return code
+        return runtime.run(run_command, args)
+    except UsageError as exc:
+        print(f"contdctl: {exc}", file=sys.stderr)
+        return 2
+    except ZbusError as exc:
+        print(f"contdctl: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

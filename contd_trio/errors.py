@@ -61,11 +61,3 @@ class EntrypointExited(ContdError):
     def __init__(self, message: str, exit_status: int) -> None:
         super().__init__(message)
         self.exit_status = exit_status
-
-
-def first_leaf(error: BaseException) -> BaseException:
-    """The first real exception inside (nested) exception groups, for the
-    one-line reports of the command-line tools."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error

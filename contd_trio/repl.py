@@ -29,9 +29,8 @@ from types import CodeType, FunctionType
 from typing import Any
 
 import trio
-import trio_asyncio
 
-from . import __version__
+from . import __version__, runtime
 from .module.client import ContainerClient, add_client_flags
 from .module.service import MODULE
 from .module.types import Container, Logs, LogsRedis, MountInfo, NetworkInfo, Stats
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        trio_asyncio.run(run_console, args.broker, args.call_timeout)
+        runtime.run(run_console, args.broker, args.call_timeout)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
     return 0

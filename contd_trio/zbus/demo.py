@@ -14,9 +14,8 @@ import math
 import sys
 
 import trio
-import trio_asyncio
 
-from .. import logs
+from .. import logs, runtime
 from . import codec, gotypes
 from .dispatch import Method
 from .errors import BusUnavailable, CallError
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-workers must be at least 1")
     logs.configure(args.log_level)
     try:
-        trio_asyncio.run(serve_demo, args.broker, args.workers, args.timeout)
+        runtime.run(serve_demo, args.broker, args.workers, args.timeout)
     except KeyboardInterrupt:
         return 0
     except BusUnavailable as exc:

@@ -1,0 +1,34 @@
+"""Running a Trio program with the asyncio bridge: the one place that does.
+
+redis-py and grpclib are asyncio libraries, so every program of the
+package (``contd``, ``contdctl``, the REPL, the zbus demo) runs its Trio
+main under trio-asyncio's loop. Whatever the main raises comes out as one
+exception (see :mod:`.taskgroups`), so the command lines handle their
+errors with plain ``except`` clauses.
+
+After this module, asyncio and the libraries built on it are imported only
+by the two adapters: ``zbus.transport`` (redis) and ``containerd.channel``
+(grpclib).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import trio_asyncio
+
+from .taskgroups import single_errors
+
+T = TypeVar("T")
+
+
+def run(main: Callable[..., Awaitable[T]], *args: object) -> T:
+    """Run ``main(*args)`` on Trio with an asyncio loop beside it.
+
+    Raises:
+        BaseException: whatever ``main`` raised, as one exception.
+    """
+    with single_errors():
+        result: T = trio_asyncio.run(main, *args)
+        return result
