@@ -19,7 +19,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 import trio
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
 from google.protobuf.message import Message
@@ -36,7 +35,7 @@ from ..backoff import Backoff
 from ..taskgroups import open_nursery
 from . import spec as oci
 from .channel import ContainerdChannel, ReplyStream, Rpc
-from .events import Event, Gap, decode_envelope, timestamp_from_proto
+from .events import Event, Gap, decode_envelope, nanoseconds_from_proto
 
 log = logging.getLogger("contd.containerd")
 
@@ -92,8 +91,8 @@ class ContainerRecord:
     labels: Mapping[str, str]
     spec: Mapping[str, Any] | None  # the OCI spec, decoded from its JSON
     runtime: str
-    created_at: msgpack.Timestamp
-    updated_at: msgpack.Timestamp
+    created_at_ns: int  # nanoseconds since the Unix epoch
+    updated_at_ns: int
 
 
 @dataclass(frozen=True)
@@ -105,14 +104,14 @@ class ProcessState:
     pid: int
     status: str  # unknown, created, running, stopped, paused, pausing
     exit_status: int
-    exited_at: msgpack.Timestamp
+    exited_at_ns: int  # nanoseconds since the Unix epoch; Go's zero time when it runs
 
 
 @dataclass(frozen=True)
 class Exit:
     pid: int
     exit_status: int
-    exited_at: msgpack.Timestamp
+    exited_at_ns: int
 
 
 class ExitWatch:
@@ -157,8 +156,8 @@ def _container_record(message: containers_pb2.Container) -> ContainerRecord:
         labels=dict(message.labels),
         spec=spec,
         runtime=message.runtime.name,
-        created_at=timestamp_from_proto(message.created_at),
-        updated_at=timestamp_from_proto(message.updated_at),
+        created_at_ns=nanoseconds_from_proto(message.created_at),
+        updated_at_ns=nanoseconds_from_proto(message.updated_at),
     )
 
 
@@ -171,7 +170,7 @@ def _process_state(message: task_pb2.Process) -> ProcessState:
         pid=message.pid,
         status=_STATUS_NAMES.get(message.status, "unknown"),
         exit_status=message.exit_status,
-        exited_at=timestamp_from_proto(message.exited_at),
+        exited_at_ns=nanoseconds_from_proto(message.exited_at),
     )
 
 
@@ -344,7 +343,9 @@ class Containerd:
         """Wait for the task (or exec process) to exit; at once if it has."""
         request = tasks_pb2.WaitRequest(container_id=container_id, exec_id=exec_id)
         reply = await self._call(TASKS_WAIT, request, namespace, timeout)
-        return Exit(pid=0, exit_status=reply.exit_status, exited_at=timestamp_from_proto(reply.exited_at))
+        return Exit(
+            pid=0, exit_status=reply.exit_status, exited_at_ns=nanoseconds_from_proto(reply.exited_at)
+        )
 
     @asynccontextmanager
     async def watch_exit(
@@ -380,14 +381,14 @@ class Containerd:
         """
         request = tasks_pb2.DeleteTaskRequest(container_id=container_id)
         reply = await self._call(TASKS_DELETE, request, namespace, timeout)
-        return Exit(reply.pid, reply.exit_status, timestamp_from_proto(reply.exited_at))
+        return Exit(reply.pid, reply.exit_status, nanoseconds_from_proto(reply.exited_at))
 
     async def delete_process(
         self, namespace: str, container_id: str, exec_id: str, *, timeout: float | None = CALL_TIMEOUT
     ) -> Exit:
         request = tasks_pb2.DeleteProcessRequest(container_id=container_id, exec_id=exec_id)
         reply = await self._call(TASKS_DELETE_PROCESS, request, namespace, timeout)
-        return Exit(reply.pid, reply.exit_status, timestamp_from_proto(reply.exited_at))
+        return Exit(reply.pid, reply.exit_status, nanoseconds_from_proto(reply.exited_at))
 
     async def exec_process(
         self,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import msgpack
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -44,9 +43,10 @@ EVENT_TYPES: dict[str, type[Message]] = {
 }
 
 
-def timestamp_from_proto(value: Timestamp) -> msgpack.Timestamp:
-    """A protobuf time as the Go-compatible msgpack time we report."""
-    return msgpack.Timestamp(seconds=value.seconds, nanoseconds=value.nanos)
+def nanoseconds_from_proto(value: Timestamp) -> int:
+    """A protobuf time as nanoseconds since the Unix epoch (Go's zero time,
+    containerd's "never", is -62135596800 s)."""
+    return int(value.seconds) * 1_000_000_000 + int(value.nanos)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class Event:
 
     namespace: str
     topic: str
-    timestamp: msgpack.Timestamp
+    #: When containerd published it, in nanoseconds since the Unix epoch.
+    timestamp_ns: int
     type_url: str
     payload: Message | None
 
@@ -96,7 +97,7 @@ def decode_envelope(envelope: events_pb2.Envelope) -> Event:
     return Event(
         namespace=envelope.namespace,
         topic=envelope.topic,
-        timestamp=timestamp_from_proto(envelope.timestamp),
+        timestamp_ns=nanoseconds_from_proto(envelope.timestamp),
         type_url=type_url,
         payload=payload,
     )

@@ -22,7 +22,6 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import msgpack
 import trio
 
 from .. import logs
@@ -46,7 +45,7 @@ from .locks import KeyedLocks
 from .logfiles import rotated, tail_lines
 from .output import task_output_uri
 from .stats import StatsMonitors
-from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, TaskState
+from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, TaskState, go_time
 from .untrusted import check_args
 from .validate import HostView, log_path, prepare_run, validate_identifier
 
@@ -328,7 +327,7 @@ class ContainerModule:
         """
         record = await self._get(namespace, container_id)
         container = oci.read_spec(record.spec or {})
-        container = replace(container, name=record.id, created_at=record.created_at)
+        container = replace(container, name=record.id, created_at=go_time(record.created_at_ns))
         try:
             state: ProcessState | None = await self.containerd.get_process(namespace, container_id)
         except NotFound:
@@ -341,12 +340,12 @@ class ContainerModule:
             task.exit_status = labels.exit_status(record.labels)
             exited_ns = labels.exited_at_ns(record.labels)
             if exited_ns is not None:
-                task.exited_at = msgpack.Timestamp.from_unix_nano(exited_ns)
+                task.exited_at = go_time(exited_ns)
         else:
             task.status = "paused" if state.status == "pausing" else state.status
             task.pid = state.pid
             task.exit_status = state.exit_status
-            task.exited_at = state.exited_at
+            task.exited_at = go_time(state.exited_at_ns)
         return replace(container, task=task)
 
     async def list_containers(self, namespace: str) -> list[str]:

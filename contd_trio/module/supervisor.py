@@ -53,6 +53,7 @@ from . import labels
 from .container import KILL_BUDGET_SECONDS, ContainerModule
 from .lifecycle import ContainerEvent, Key, Lifecycle
 from .restart_policy import Decision, RestartPolicy, format_history, parse_history
+from .types import go_time
 
 log = logging.getLogger("contd.supervisor")
 
@@ -143,11 +144,12 @@ class Supervisor:
     async def _act_on(self, event: Event) -> None:
         payload = event.payload
         ns = event.namespace
+        when = go_time(event.timestamp_ns)
         if isinstance(payload, TaskStart):
             self.lifecycle.task_started(ns, payload.container_id, payload.pid)
             if await self._is_managed(ns, payload.container_id):
                 self.lifecycle.publish(
-                    ContainerEvent(ns, payload.container_id, "started", pid=payload.pid, time=event.timestamp)
+                    ContainerEvent(ns, payload.container_id, "started", pid=payload.pid, time=when)
                 )
         elif isinstance(payload, TaskExit):
             if payload.id == payload.container_id:  # the container's own process, not an exec
@@ -155,15 +157,15 @@ class Supervisor:
         elif isinstance(payload, TaskOOM):
             self._oom.add((ns, payload.container_id))
             if await self._is_managed(ns, payload.container_id):
-                self.lifecycle.publish(ContainerEvent(ns, payload.container_id, "oom", time=event.timestamp))
+                self.lifecycle.publish(ContainerEvent(ns, payload.container_id, "oom", time=when))
         elif isinstance(payload, ContainerCreate):
             self._managed.pop((ns, payload.id), None)
             if await self._is_managed(ns, payload.id):
-                self.lifecycle.publish(ContainerEvent(ns, payload.id, "created", time=event.timestamp))
+                self.lifecycle.publish(ContainerEvent(ns, payload.id, "created", time=when))
         elif isinstance(payload, ContainerDelete):
             key = (ns, payload.id)
             if self._managed.pop(key, False):
-                self.lifecycle.publish(ContainerEvent(ns, payload.id, "deleted", time=event.timestamp))
+                self.lifecycle.publish(ContainerEvent(ns, payload.id, "deleted", time=when))
             self._oom.discard(key)
 
     async def _is_managed(self, namespace: str, container_id: str) -> bool:
@@ -200,7 +202,7 @@ class Supervisor:
                 "exited",
                 exit_status=exit_.exit_status,
                 pid=exit_.pid,
-                time=event.timestamp,
+                time=go_time(event.timestamp_ns),
             )
         )
         if starting:
@@ -370,7 +372,7 @@ class Supervisor:
                     container_id,
                     {
                         labels.EXIT_STATUS: str(ended.exit_status),
-                        labels.EXITED_AT: str(ended.exited_at.to_unix_nano()),
+                        labels.EXITED_AT: str(ended.exited_at_ns),
                     },
                 )
         if scope.cancelled_caught:

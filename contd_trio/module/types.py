@@ -270,5 +270,10 @@ class Container:
         )
 
 
+def go_time(unix_ns: int) -> msgpack.Timestamp:
+    """Nanoseconds since the Unix epoch as the time.Time Go reads."""
+    return msgpack.Timestamp.from_unix_nano(unix_ns)
+
+
 CONTAINER_ID = gotypes.named("pkg.ContainerID", gotypes.STRING)
 CONTAINER: GoType[Container] = GoType("pkg.Container", Container(), Container.from_go, Container.to_go)

@@ -69,7 +69,7 @@ async def test_container_life_cycle(ctd: Containerd, ns: str, busybox_rootfs: Pa
     assert created.id == "c1" and created.labels == {"a": "1"} and created.runtime == "io.containerd.runc.v2"
     got = await ctd.get_container(ns, "c1")
     assert got.spec == spec
-    assert got.created_at.seconds > 0
+    assert got.created_at_ns > 0
     assert [c.id for c in await ctd.list_containers(ns)] == ["c1"]
     assert [c.id for c in await ctd.list_containers(ns, filters=['labels."a"==2'])] == []
     updated = await ctd.update_labels(ns, "c1", {"b": "2"})

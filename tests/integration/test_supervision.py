@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from contd_trio.containerd.events import Event, TaskExit
 from contd_trio.module import labels
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, Logs, LogsRedis, NetworkInfo, Stats
-from contd_trio.zbus import codec
 from contd_trio.zbus.client import open_client
 from contd_trio.zbus.errors import CallError
 from tests.helpers import wait_until
@@ -386,7 +386,7 @@ async def test_a_repeated_exit_event_is_handled_once(
     repeated = Event(
         namespace=ns,
         topic="/tasks/exit",
-        timestamp=codec.timestamp_now(),
+        timestamp_ns=time.time_ns(),
         type_url="containerd.events.TaskExit",
         payload=TaskExit(container_id="c1", id="c1", pid=pid, exit_status=137),
     )
