@@ -7,12 +7,14 @@ same request always gives the same bytes and every field can be tested.
 :func:`default_spec` is containerd's default Linux spec (``oci/spec.go``
 ``populateDefaultUnixSpec`` and ``oci/mounts.go``). :func:`build_spec`
 applies 0-OS's additions on top of it, in the order 0-OS's ``Run`` applied
-its ``SpecOpts``. A spec alone cannot say what was *asked* (the entrypoint
-string of an interactive container, the log and stats backends, which mounts
-are the user's), so :func:`build_spec` also writes ``contd.*`` annotations,
-and :func:`read_spec` (Inspect) reads them back instead of guessing as 0-OS
-did (it reported the resolv.conf and corex binds as user mounts and
-Interactive as always false).
+its ``SpecOpts``, plus the seccomp profile containerd's ``WithDefaultProfile``
+would add (``containerd.seccomp``), which 0-OS never applied. A spec alone
+cannot say what was *asked* (the entrypoint string of an interactive
+container, the log and stats backends, which mounts are the user's), so
+:func:`build_spec` also writes ``contd.*`` annotations, and
+:func:`read_spec` (Inspect) reads them back instead of guessing as 0-OS did
+(it reported the resolv.conf and corex binds as user mounts and Interactive
+as always false).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 
 from ..module.types import Container, Logs, MountInfo, NetworkInfo, Stats
 from ..zbus.gotypes import ArgumentTypeError
+from .seccomp import seccomp_profile
 
 #: ``Any.type_url`` of a container spec (Containers.Create) and of an exec
 #: process (Tasks.Exec): containerd wants these bare names.
@@ -140,6 +143,8 @@ class HostFacts:
     corex_path: str = "/usr/bin/corex"
     resolv_conf: str = "/etc/resolv.conf"
     netns_dir: str = "/var/run/netns"
+    #: ``platform.machine()``: picks the seccomp architectures.
+    machine: str = "x86_64"
 
 
 def _mount(destination: str, type_: str, source: str, options: Iterable[str]) -> dict[str, Any]:
@@ -202,7 +207,8 @@ def _mount_json(mount: MountInfo) -> dict[str, Any]:
 def build_spec(
     namespace: str, container: Container, args: list[str], env: list[str], cwd: str, host: HostFacts
 ) -> dict[str, Any]:
-    """The spec of ``container``: containerd's default plus 0-OS's additions.
+    """The spec of ``container``: containerd's default plus 0-OS's additions
+    and the default seccomp profile (widened by CAP_SYS_ADMIN when Elevated).
 
     The values are already normalised and validated (``module.validate``
     does that): defaults are filled in, ``args`` is the split entrypoint,
@@ -259,6 +265,8 @@ def build_spec(
         resources["devices"].append(
             {"allow": True, "type": "c", "major": FUSE_MAJOR, "minor": FUSE_MINOR, "access": "rwm"}
         )
+    # After the capabilities are final: the profile widens with them.
+    linux["seccomp"] = seccomp_profile(process["capabilities"]["bounding"], host.machine)
     process["cwd"] = cwd or "/"
     if container.interactive:
         mounts.append(_mount(COREX_TARGET, _BIND, host.corex_path, ("rbind", "ro")))
