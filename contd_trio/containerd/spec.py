@@ -132,12 +132,17 @@ T = TypeVar("T")
 
 _BIND = "bind"
 _DEFAULT_BIND_OPTIONS = ("rbind",)
+_BIND_FLAGS = frozenset({"bind", "rbind"})
 
 
 @dataclass(frozen=True)
 class HostFacts:
-    """What the spec needs to know about the node, passed in so the spec
-    builder never looks at the machine itself."""
+    """What the spec and validation need to know about the node, passed in
+    so neither looks the machine up itself.
+
+    The last five name the host's control paths that validation keeps out of
+    every container (see ``module.mount_policy``); the spec builder ignores them.
+    """
 
     cpu_count: int
     corex_path: str = "/usr/bin/corex"
@@ -145,6 +150,13 @@ class HostFacts:
     netns_dir: str = "/var/run/netns"
     #: ``platform.machine()``: picks the seccomp architectures.
     machine: str = "x86_64"
+    containerd_socket: str = "/run/containerd/containerd.sock"
+    containerd_root: str = "/var/lib/containerd"
+    containerd_state: str = "/run/containerd"
+    #: The daemon's own ``-root``.
+    daemon_root: str = "/var/cache/modules/containerd"
+    #: The zbus broker's unix socket; empty when it listens on TCP.
+    broker_socket: str = ""
 
 
 def _mount(destination: str, type_: str, source: str, options: Iterable[str]) -> dict[str, Any]:
@@ -193,10 +205,16 @@ def effective_env(env: Iterable[str] | None) -> list[str]:
 
 def effective_mount(mount: MountInfo) -> MountInfo:
     """A user mount as it is mounted: a recursive bind unless the request
-    names its type (the seed's ``Type``) or options."""
+    names its type (the seed's ``Type``) or options.
+
+    A bind whose options name neither ``bind`` nor ``rbind`` (``["ro"]``,
+    say) gets ``rbind`` first: without one runc would hand the type "bind"
+    to mount(2) as a filesystem name and fail.
+    """
     type_ = mount.type or _BIND
-    default = _DEFAULT_BIND_OPTIONS if type_ == _BIND else ()
-    options = list(mount.options or default)
+    options = list(mount.options or ())
+    if type_ == _BIND and not _BIND_FLAGS.intersection(options):
+        options = [*_DEFAULT_BIND_OPTIONS, *options]
     return MountInfo(source=mount.source, target=mount.target, type=type_, options=options)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "netns").mkdir()
     (tmp_path / "netns" / "n1").touch()
     (tmp_path / "data").mkdir()
+    (tmp_path / "corex").write_text("#!/bin/sh\n")
+    (tmp_path / "corex").chmod(0o755)
     return tmp_path
 
 
 @pytest.fixture
 def host(tree: Path) -> LocalHost:
-    return LocalHost(HostFacts(cpu_count=4, netns_dir=str(tree / "netns")))
+    return LocalHost(HostFacts(cpu_count=4, netns_dir=str(tree / "netns"), corex_path=str(tree / "corex")))
 
 
 @pytest.fixture
@@ -118,7 +121,7 @@ def test_netns(host: LocalHost, request_: Container, tree: Path) -> None:
     assert net("") == "network namespace is required"
     for bad in ("a/b", "..", ".", "/n1", "n\0"):
         assert net(bad) == f"network namespace {bad!r} is not a plain name"
-    assert net("n2") == f"network namespace 'n2' does not exist (no {tree / 'netns' / 'n2'})"
+    assert net("n2") == f"network namespace 'n2' does not exist (no {str(tree / 'netns' / 'n2')!r})"
 
 
 # ------------------------------------------------------------ mounts
@@ -216,6 +219,22 @@ def test_cpu(host: LocalHost, request_: Container) -> None:
 def test_memory_and_shutdown(host: LocalHost, request_: Container) -> None:
     assert rejected(host, change(request_, memory=-1)) == "memory -1 is negative"
     assert rejected(host, change(request_, shutdown_timeout_ns=-5)) == "shutdown timeout -5ns is negative"
+
+
+def test_long_values_are_quoted_short(host: LocalHost, request_: Container) -> None:
+    huge = "x" * 100_000  # within what a string may be, too long to quote whole
+    for container in (
+        change(request_, name=huge),
+        change(request_, rootfs="/" + huge),
+        change(request_, network=NetworkInfo(huge)),
+        change(request_, env=[huge]),
+        change(request_, entrypoint="'" + huge),
+        change(request_, working_dir=huge),
+        change(request_, rootfs_propagation=huge),
+        change(request_, logs=[Logs(huge, LogsRedis())]),
+    ):
+        message = rejected(host, container)
+        assert len(message) < 300 and "…" in message, message[:300]
 
 
 @pytest.mark.parametrize("mode", ["", "private", "rprivate", "shared", "rshared", "slave", "rslave"])
@@ -442,6 +461,12 @@ class _FakeHost:
 
     def exists(self, path: str) -> bool:
         return True
+
+    def realpath(self, path: str) -> str:
+        return path
+
+    def stat_mode(self, path: str, *, follow_symlinks: bool = True) -> int | None:
+        return stat.S_IFDIR | 0o755
 
     def read_text(self, path: str) -> str | None:
         raise PermissionError(13, "Permission denied", path)
