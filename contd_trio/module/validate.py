@@ -7,7 +7,7 @@ a :class:`RunPlan`, has every default filled in, so the spec builder and
 Inspect never guess.
 
 The checks that look at the machine (rootfs, network namespace, mount
-sources, ``.startup.toml``) go through :class:`HostView`,
+sources, the corex binary, ``.startup.toml``) go through :class:`HostView`,
 so tests use temporary directories. :class:`LocalHost` blocks on the
 filesystem: call :func:`prepare_run` from a worker thread.
 
@@ -42,6 +42,7 @@ from .mount_policy import (
     HostPaths,
     ProtectedPath,
     check_mounts,
+    normalised_path,
     protected_paths,
     protection_conflict,
 )
@@ -57,6 +58,20 @@ MAX_IDENTIFIER_LENGTH = 76
 ROOTFS_PROPAGATIONS = frozenset({"", "private", "rprivate", "shared", "rshared", "slave", "rslave"})
 #: A ``.startup.toml`` is a few lines; refuse to read a huge one into memory.
 MAX_STARTUP_BYTES = 1 << 20
+#: The smallest memory limit accepted. runc sets the limit while its own init
+#: already uses about 2 MB of the container's cgroup, and fails below that
+#: ("unable to set memory limit ... current usage"); tried here, 1 MiB always
+#: failed and 2 MiB sometimes. Docker's floor of 6 MiB leaves the entrypoint
+#: room to start.
+MIN_MEMORY = 6 * 1024 * 1024
+#: runc reads the limit as a Go int64.
+MAX_MEMORY = (1 << 63) - 1
+#: The kernel's MAX_ARG_STRLEN (32 pages, the NUL included): execve refuses
+#: a longer argument or env entry with E2BIG, inside runc.
+MAX_ARG_BYTES = 32 * 4096 - 1
+#: The process's arguments and env together; execve's own limit is a quarter
+#: of the stack rlimit (2 MiB with the usual 8 MiB), less what it needs itself.
+MAX_EXEC_BYTES = 1 << 20
 
 
 class HostView(HostPaths, Protocol):
@@ -203,10 +218,17 @@ def _check_rootfs(rootfs: str, host: HostView, protected: list[ProtectedPath]) -
         raise InvalidArgument(f"rootfs {quote(rootfs)} is longer than {MAX_PATH} bytes")
     if not host.is_dir(rootfs):
         raise InvalidArgument(f"rootfs {quote(rootfs)} is not an existing directory")
+    # runc wants the rootfs as its own resolved path ("invalid rootfs: not an
+    # absolute path, or a symlink"); a trailing slash or "/./" is fine.
     try:
         real = host.realpath(rootfs)
     except OSError as exc:
         raise InvalidArgument(f"rootfs {quote(rootfs)} cannot be resolved: {exc.strerror or exc}") from None
+    if real != normalised_path(rootfs):
+        raise InvalidArgument(
+            f"rootfs {quote(rootfs)} is or passes through a symlink: "
+            f"give the directory itself ({quote(real)})"
+        )
     conflict = protection_conflict(real, protected, host)
     if conflict is not None:
         raise InvalidArgument(f"rootfs {quote(rootfs)} is not allowed: {conflict}")
@@ -223,6 +245,18 @@ def _check_netns(name: str, host: HostView) -> None:
         raise InvalidArgument(f"network namespace {quote(name)} does not exist (no {quote(path)})")
 
 
+def _check_corex(host: HostView) -> None:
+    """An interactive container runs corex; runc would fail to bind a missing one."""
+    path = host.facts.corex_path
+    mode = host.stat_mode(path)
+    if mode is None or not stat.S_ISREG(mode) or not mode & 0o111:
+        raise InvalidArgument(f"interactive: the corex binary {path} is not an executable file on this node")
+
+
+def _byte_length(text: str) -> int:
+    return len(text.encode(errors="surrogatepass"))
+
+
 def _check_env(env: list[str]) -> None:
     for entry in env:
         key, sep, _ = entry.partition("=")
@@ -230,6 +264,20 @@ def _check_env(env: list[str]) -> None:
             raise InvalidArgument(f"env entry {quote(entry)} is not KEY=VALUE")
         if _has_nul(entry):
             raise InvalidArgument(f"env entry {quote(entry)} contains a NUL character")
+        if _byte_length(entry) > MAX_ARG_BYTES:
+            raise InvalidArgument(f"env entry {quote(entry)} is longer than {MAX_ARG_BYTES} bytes")
+
+
+def _check_exec_size(args: list[str], env: list[str]) -> None:
+    """What execve in runc would refuse with E2BIG."""
+    for arg in args:
+        if _has_nul(arg):
+            raise InvalidArgument(f"entrypoint argument {quote(arg)} contains a NUL character")
+        if _byte_length(arg) > MAX_ARG_BYTES:
+            raise InvalidArgument(f"entrypoint argument {quote(arg)} is longer than {MAX_ARG_BYTES} bytes")
+    total = sum(_byte_length(item) + 1 for item in (*args, *env))
+    if total > MAX_EXEC_BYTES:
+        raise InvalidArgument(f"entrypoint and env are {total} bytes together, more than {MAX_EXEC_BYTES}")
 
 
 def _check_limits(container: Container, host: HostView) -> None:
@@ -240,6 +288,10 @@ def _check_limits(container: Container, host: HostView) -> None:
         raise InvalidArgument(f"cpu {container.cpu} is more than the {cpus} CPUs of this node")
     if container.memory < 0:
         raise InvalidArgument(f"memory {container.memory} is negative")
+    if 0 < container.memory < MIN_MEMORY:
+        raise InvalidArgument(f"memory {container.memory} is below the minimum of {MIN_MEMORY} bytes (6 MiB)")
+    if container.memory > MAX_MEMORY:
+        raise InvalidArgument(f"memory {container.memory} is more than the largest limit, 2^63-1 bytes")
     if container.shutdown_timeout_ns < 0:
         raise InvalidArgument(f"shutdown timeout {container.shutdown_timeout_ns}ns is negative")
     if container.rootfs_propagation not in ROOTFS_PROPAGATIONS:
@@ -273,13 +325,17 @@ def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan
     """Validate a Run request and fill in its defaults.
 
     Checks, in order: the namespace and container name, the rootfs (an
-    existing directory, not a protected host path), the network namespace,
-    the mounts (:mod:`.mount_policy`), the env, the limits (cpu against the
-    node's CPUs, memory, shutdown timeout, rootfs propagation), the log and
-    stats backends; then applies the rootfs's ``.startup.toml`` (its env
-    under the request's, its entrypoint and working dir where the request
-    has none) and checks the entrypoint, unless the container is
-    interactive (it runs corex, and the entrypoint is only recorded).
+    existing directory, no symlink on its path, not a protected host path),
+    the network namespace, the mounts (:mod:`.mount_policy`), the env, the
+    limits (cpu against the node's CPUs, memory between 6 MiB and 2^63-1,
+    shutdown timeout, rootfs propagation), the log and stats backends, the
+    corex binary of an interactive container; then
+    applies the rootfs's ``.startup.toml`` (its env under the request's, its
+    entrypoint and working dir where the request has none) and checks the
+    entrypoint, unless the container is interactive (it runs corex, and the
+    entrypoint is only recorded), and what execve would refuse: a NUL in an
+    argument, an argument or env entry over 128 KiB, more than 1 MiB of
+    both together.
 
     A bind mount's source comes back resolved (symlinks followed): that is
     the path the spec mounts and Inspect reports.
@@ -298,6 +354,8 @@ def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan
     _check_env(request_env)
     _check_limits(container, host)
     check_backends(container)
+    if container.interactive:
+        _check_corex(host)
 
     entrypoint, working_dir, env = container.entrypoint, container.working_dir, request_env
     text = _read_startup(container.rootfs, host)
@@ -309,8 +367,12 @@ def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan
         working_dir = working_dir or startup.working_dir
     if working_dir and (_has_nul(working_dir) or not posixpath.isabs(working_dir)):
         raise InvalidArgument(f"working dir {quote(working_dir)} is not an absolute path")
+    if _byte_length(working_dir) > MAX_PATH:
+        raise InvalidArgument(f"working dir {quote(working_dir)} is longer than {MAX_PATH} bytes")
     args = list(COREX_ARGS) if container.interactive else _split_entrypoint(entrypoint)
     env = effective_env(env)
+    # An interactive container's entrypoint is only recorded: bound it as one.
+    _check_exec_size([*args, entrypoint] if container.interactive else args, env)
 
     normalised = dataclasses.replace(
         container,

@@ -398,6 +398,19 @@ def test_rootfs_must_not_be_a_protected_path(host: LocalHost, tree: Path) -> Non
     assert rootfs(state).startswith(f"rootfs {state!r} is not allowed: it is containerd's state directory")
 
 
+def test_rootfs_must_not_be_or_pass_through_a_symlink(host: LocalHost, tree: Path) -> None:
+    (tree / "rootfs-link").symlink_to(tree / "rootfs")
+    (tree / "parent-link").symlink_to(tree)
+    for path in (tree / "rootfs-link", tree / "parent-link" / "rootfs"):
+        message = refusal(host, dataclasses.replace(request(tree), rootfs=str(path)))
+        assert message == (
+            f"rootfs {str(path)!r} is or passes through a symlink: "
+            f"give the directory itself ({str(tree / 'rootfs')!r})"
+        )
+    for spelling in (str(tree / "rootfs") + "/", str(tree) + "/./rootfs", "/" + str(tree / "rootfs")):
+        prepare_run("tenant", dataclasses.replace(request(tree), rootfs=spelling), host)
+
+
 # ------------------------------------------------------------ property
 
 

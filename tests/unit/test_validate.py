@@ -221,6 +221,52 @@ def test_memory_and_shutdown(host: LocalHost, request_: Container) -> None:
     assert rejected(host, change(request_, shutdown_timeout_ns=-5)) == "shutdown timeout -5ns is negative"
 
 
+@pytest.mark.parametrize("memory", [1, 4096, 1 << 20, 2 << 20, (6 << 20) - 1])
+def test_memory_below_what_runc_can_set_is_refused(host: LocalHost, request_: Container, memory: int) -> None:
+    assert rejected(host, change(request_, memory=memory)) == (
+        f"memory {memory} is below the minimum of 6291456 bytes (6 MiB)"
+    )
+
+
+@pytest.mark.parametrize("memory", [1 << 63, (1 << 64) - 1, 1 << 100])
+def test_memory_past_int64_is_refused(host: LocalHost, request_: Container, memory: int) -> None:
+    assert rejected(host, change(request_, memory=memory)) == (
+        f"memory {memory} is more than the largest limit, 2^63-1 bytes"
+    )
+
+
+@pytest.mark.parametrize("memory", [6 << 20, (1 << 63) - 1])
+def test_memory_limits_inclusive(host: LocalHost, request_: Container, memory: int) -> None:
+    assert prepare_run("tenant", change(request_, memory=memory), host).container.memory == memory
+
+
+def test_interactive_needs_an_executable_corex(host: LocalHost, request_: Container, tree: Path) -> None:
+    corex = tree / "corex"
+    expected = f"interactive: the corex binary {corex} is not an executable file on this node"
+    corex.chmod(0o644)
+    assert rejected(host, change(request_, interactive=True)) == expected
+    corex.unlink()
+    assert rejected(host, change(request_, interactive=True)) == expected
+    corex.mkdir()
+    assert rejected(host, change(request_, interactive=True)) == expected
+    assert prepare_run("tenant", request_, host).args == ["/bin/sleep", "100"]  # only interactive needs it
+
+
+def test_what_execve_would_refuse_is_refused_early(host: LocalHost, request_: Container) -> None:
+    assert rejected(host, change(request_, entrypoint="/bin/echo 'a\0b'")) == (
+        "entrypoint argument 'a\\x00b' contains a NUL character"
+    )
+    long_arg = "é" * 70_000  # fewer characters than any string may have, but 140,000 bytes
+    assert rejected(host, change(request_, entrypoint=f"/bin/echo {long_arg}")).endswith(
+        "is longer than 131071 bytes"
+    )
+    assert rejected(host, change(request_, env=["A=" + long_arg])).endswith("is longer than 131071 bytes")
+    many = [f"K{i}=" + "v" * 100_000 for i in range(11)]
+    assert rejected(host, change(request_, env=many)).startswith("entrypoint and env are ")
+    assert prepare_run("tenant", change(request_, env=many[:10]), host).env[-1] == many[9]
+    assert rejected(host, change(request_, working_dir="/" + "d" * 5000)).endswith("longer than 4096 bytes")
+
+
 def test_long_values_are_quoted_short(host: LocalHost, request_: Container) -> None:
     huge = "x" * 100_000  # within what a string may be, too long to quote whole
     for container in (
