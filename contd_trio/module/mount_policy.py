@@ -19,8 +19,9 @@ source); ``size=``, ``mode=``, ``nr_inodes=``, ``uid=`` and ``gid=`` on
 tmpfs only, with numeric values. A tmpfs's pages are charged to the
 container's memory limit, so its size needs no cap of ours.
 
-**Bind sources.** Absolute, existing, and resolved (symlinks and ``..``
-followed) before they are checked; the resolved path is what the spec
+**Bind sources.** Absolute and existing. Checked as written (so
+``/proc/1/root`` is in ``/proc`` even where the link cannot be read), then
+resolved (symlinks and ``..`` followed); the resolved path is what the spec
 mounts, so a symlink cannot be swapped in between this check and runc's
 mount. (A directory *on* that path that someone renames and replaces with
 a symlink in the ~100 ms before runc mounts is not caught: keep tenants
@@ -31,7 +32,12 @@ containing one of :func:`protected_paths`: the kernel's ``/proc``, ``/sys``,
 libraries (``/usr``, ``/bin``, ``/sbin``, ``/lib*``), the network namespace
 directory, containerd's socket, root and state directories (the configured
 ones and the system defaults), the daemon's own root, and the zbus broker's
-socket.
+socket. The host's mount table (``/proc/self/mountinfo``: the daemon runs
+in the host's mount namespace) shows the same places through other mounts:
+a bind of ``/etc`` or of ``/`` elsewhere, a disk holding containerd's root
+mounted whole, a filesystem of the kernel (procfs, sysfs, nsfs, cgroup...)
+mounted anywhere, or a directory with such a mount below it (an ``rbind``
+carries it along) are refused too (:class:`Protection`).
 
 **Targets.** Absolute, without ``..``, never ``/`` itself (in any spelling:
 ``//``, ``/.``) and never at or under ``/proc`` (runc refuses those late; the
@@ -98,6 +104,16 @@ SYSTEM_PATHS: tuple[tuple[str, str], ...] = (
     ("/var/lib/containerd", "containerd's default root directory"),
 )
 
+#: Filesystems of the host's kernel: a bind source on one of them, or
+#: holding a mount of one, is refused wherever it is mounted.
+KERNEL_FILESYSTEMS = frozenset(
+    {
+        "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs",
+        "tracefs", "bpf", "configfs", "fusectl", "pstore", "efivarfs", "binfmt_misc", "nsfs",
+        "mqueue", "hugetlbfs", "autofs", "rpc_pipefs", "selinuxfs",
+    }
+)  # fmt: skip
+
 #: The target that must never be mounted over, and the tree runc refuses.
 _PROC = "/proc"
 
@@ -116,6 +132,54 @@ class HostPaths(Protocol):
     def stat_mode(self, path: str, *, follow_symlinks: bool = True) -> int | None:
         """``st_mode`` of ``path``; None when there is nothing there."""
         ...
+
+    def mount_table(self) -> list[MountEntry]:
+        """The host's mounts, as ``/proc/self/mountinfo`` lists them.
+
+        Raises:
+            OSError: it cannot be read.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of ``/proc/self/mountinfo``: ``root`` of the filesystem on
+    ``device`` is mounted at ``mount_point``."""
+
+    mount_point: str
+    root: str
+    device: str
+    fs_type: str
+
+
+_MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return _MOUNTINFO_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """The entries of a ``/proc/<pid>/mountinfo`` text, in its order; lines
+    that do not parse are skipped."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            separator = fields.index("-", 6)
+            entries.append(
+                MountEntry(
+                    mount_point=_unescape(fields[4]),
+                    root=_unescape(fields[3]),
+                    device=fields[2],
+                    fs_type=fields[separator + 1],
+                )
+            )
+        except (ValueError, IndexError):
+            continue
+    return entries
 
 
 @dataclass(frozen=True)
@@ -152,30 +216,117 @@ def normalised_path(path: str) -> str:
     return "/" + posixpath.normpath(path).lstrip("/")
 
 
-def protection_conflict(path: str, protected: list[ProtectedPath], host: HostPaths) -> str | None:
-    """Why a host path (absolute, normalised) must not be given to a
-    container, or None.
-
-    The protected paths are compared resolved and as configured, so
-    ``/var/run/netns`` and ``/run/netns`` are one path; the caller checks
-    ``path`` both as written and resolved.
-    """
-    if path == "/":
-        return "it is the host's root directory"
-    for entry in protected:
-        written = normalised_path(entry.path)
-        try:
-            resolved = host.realpath(written)
-        except OSError:
-            resolved = written
-        for form in dict.fromkeys((resolved, written)):
-            if path == form:
-                return f"it is {entry.what} ({form})"
-            if _within(path, form):
-                return f"it is inside {entry.what} ({form})"
-            if _within(form, path):
-                return f"it contains {entry.what} ({form})"
+def _relation(path: str, other: str) -> str | None:
+    if path == other:
+        return "is"
+    if _within(path, other):
+        return "is inside"
+    if _within(other, path):
+        return "contains"
     return None
+
+
+class Protection:
+    """The protected paths of this node and its mount table, read once per
+    request (blocking: from a worker thread).
+
+    A path is refused when, as a path, it is, is inside or contains a
+    protected one (compared as configured and resolved, so ``/var/run/netns``
+    and ``/run/netns`` are one); when it is the same place seen through
+    another mount (a bind of ``/etc`` elsewhere is still ``/etc``: mounts are
+    compared as device and path within that device's filesystem); and when
+    it is on, or contains a mount of, a filesystem of the host's kernel
+    (:data:`KERNEL_FILESYSTEMS`), wherever that is mounted.
+
+    Raises:
+        InvalidArgument: the host's mount table cannot be read (refusing is
+            safer than guessing).
+    """
+
+    def __init__(self, paths: list[ProtectedPath], host: HostPaths) -> None:
+        self._forms: list[tuple[ProtectedPath, str]] = []
+        for entry in paths:
+            written = normalised_path(entry.path)
+            try:
+                resolved = host.realpath(written)
+            except OSError:
+                resolved = written
+            self._forms.extend((entry, form) for form in dict.fromkeys((resolved, written)))
+        try:
+            self._mounts = host.mount_table()
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read the host's mount table: {exc.strerror or exc}") from None
+        self._root_id = self._identity("/")
+        self._ids = [(entry, form, self._identity(form)) for entry, form in self._forms]
+
+    def _mount_of(self, path: str) -> MountEntry | None:
+        """The mount ``path`` is on: the deepest mount point above it (the
+        last one listed when several are stacked)."""
+        found = None
+        for mount in self._mounts:
+            if _within(path, mount.mount_point) and (
+                found is None or len(mount.mount_point) >= len(found.mount_point)
+            ):
+                found = mount
+        return found
+
+    def _identity(self, path: str) -> tuple[str, str] | None:
+        """Where ``path`` is, whatever mount it is seen through: its device
+        and its path within that device's filesystem."""
+        mount = self._mount_of(path)
+        if mount is None:
+            return None
+        inside = path[len(mount.mount_point) :] if mount.mount_point != "/" else path
+        return mount.device, normalised_path(mount.root + "/" + inside)
+
+    def path_conflict(self, path: str) -> str | None:
+        """Why ``path`` (absolute, normalised), compared as a path only, must
+        not be given to a container; None when it may."""
+        if path == "/":
+            return "it is the host's root directory"
+        for entry, form in self._forms:
+            relation = _relation(path, form)
+            if relation is not None:
+                return f"it {relation} {entry.what} ({form})"
+        return None
+
+    def _alias_conflict(self, identity: tuple[str, str] | None) -> str | None:
+        """How a place (device, path inside) relates to a protected one,
+        ``"is the host's root directory"`` say; None when it does not."""
+        if identity is None:
+            return None
+        if identity == self._root_id:
+            return "is the host's root directory"
+        device, inside = identity
+        for entry, form, protected in self._ids:
+            if protected is not None and protected[0] == device:
+                relation = _relation(inside, protected[1])
+                if relation is not None:
+                    return f"{relation} {entry.what} ({form})"
+        return None
+
+    def conflict(self, real: str) -> str | None:
+        """Why the resolved, existing host path ``real`` must not be given to
+        a container, or None."""
+        found = self.path_conflict(real)
+        if found is not None:
+            return found
+        mount = self._mount_of(real)
+        if mount is not None and mount.fs_type in KERNEL_FILESYSTEMS:
+            return f"it is on a {mount.fs_type} filesystem of the host's kernel ({mount.mount_point})"
+        alias = self._alias_conflict(self._identity(real))
+        if alias is not None and mount is not None:
+            return f"it {alias}, seen through the mount at {mount.mount_point}"
+        # An rbind carries every mount below the source along with it.
+        for below in self._mounts:
+            if below.mount_point == real or not _within(below.mount_point, real):
+                continue
+            if below.fs_type in KERNEL_FILESYSTEMS:
+                return f"it contains a {below.fs_type} mount of the host's kernel ({below.mount_point})"
+            alias = self._alias_conflict((below.device, normalised_path(below.root)))
+            if alias is not None:
+                return f"it contains the mount at {below.mount_point}, which {alias}"
+        return None
 
 
 def _check_path_shape(where: str, path: str) -> None:
@@ -231,12 +382,12 @@ def _check_options(where: str, type_: str, options: list[str]) -> None:
             )
 
 
-def _check_bind_source(where: str, source: str, host: HostPaths, protected: list[ProtectedPath]) -> str:
+def _check_bind_source(where: str, source: str, host: HostPaths, protection: Protection) -> str:
     """The resolved source of a bind mount, once it is allowed."""
     _check_path_shape(f"{where} source", source)
     # As written first: "/proc/1/root" is refused for being in /proc, even
     # where the link cannot be read, and "/data/../proc" whatever /data is.
-    conflict = protection_conflict(normalised_path(source), protected, host)
+    conflict = protection.path_conflict(normalised_path(source))
     if conflict is not None:
         raise InvalidArgument(f"{where} source {quote(source)} is not allowed: {conflict}")
     try:
@@ -249,7 +400,7 @@ def _check_bind_source(where: str, source: str, host: HostPaths, protected: list
     mode = host.stat_mode(real)
     if mode is None:
         raise InvalidArgument(f"{where} source {shown} does not exist")
-    conflict = protection_conflict(real, protected, host)
+    conflict = protection.conflict(real)
     if conflict is not None:
         raise InvalidArgument(f"{where} source {shown} is not allowed: {conflict}")
     if stat.S_ISSOCK(mode):
@@ -259,7 +410,7 @@ def _check_bind_source(where: str, source: str, host: HostPaths, protected: list
     return real
 
 
-def check_mount(index: int, mount: MountInfo, host: HostPaths, protected: list[ProtectedPath]) -> MountInfo:
+def check_mount(index: int, mount: MountInfo, host: HostPaths, protection: Protection) -> MountInfo:
     """``mount`` as it will be mounted (type and options filled in, a bind's
     source resolved), if the policy allows it.
 
@@ -278,15 +429,15 @@ def check_mount(index: int, mount: MountInfo, host: HostPaths, protected: list[P
     options = list(effective.options or ())
     _check_options(where, effective.type, options)
     if effective.type == BIND:
-        real = _check_bind_source(where, effective.source, host, protected)
+        real = _check_bind_source(where, effective.source, host, protection)
         return MountInfo(source=real, target=effective.target, type=BIND, options=options)
     if "\0" in effective.source or len(effective.source.encode(errors="surrogatepass")) > MAX_PATH:
         raise InvalidArgument(f"{where} source {quote(effective.source)} is not a tmpfs name")
     return effective
 
 
-def check_mounts(mounts: list[MountInfo], host: HostPaths, protected: list[ProtectedPath]) -> list[MountInfo]:
+def check_mounts(mounts: list[MountInfo], host: HostPaths, protection: Protection) -> list[MountInfo]:
     """Every mount through :func:`check_mount`, at most :data:`MAX_MOUNTS`."""
     if len(mounts) > MAX_MOUNTS:
         raise InvalidArgument(f"mounts: {len(mounts)} given, at most {MAX_MOUNTS} allowed")
-    return [check_mount(i, mount, host, protected) for i, mount in enumerate(mounts)]
+    return [check_mount(i, mount, host, protection) for i, mount in enumerate(mounts)]

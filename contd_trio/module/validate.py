@@ -40,11 +40,12 @@ from .backends import check_backends
 from .mount_policy import (
     MAX_PATH,
     HostPaths,
-    ProtectedPath,
+    MountEntry,
+    Protection,
     check_mounts,
     normalised_path,
+    parse_mountinfo,
     protected_paths,
-    protection_conflict,
 )
 from .startup import STARTUP_FILE, merge_env, parse_startup
 from .types import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_SHUTDOWN_TIMEOUT_NS, Container
@@ -116,6 +117,10 @@ class LocalHost:
             return os.stat(path, follow_symlinks=follow_symlinks).st_mode
         except (OSError, ValueError):
             return None
+
+    def mount_table(self) -> list[MountEntry]:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as mountinfo:
+            return parse_mountinfo(mountinfo.read())
 
     def read_text(self, path: str) -> str | None:
         """Read a small regular file that, symlinks followed, stays inside
@@ -209,7 +214,7 @@ def _has_nul(value: str) -> bool:
     return "\0" in value
 
 
-def _check_rootfs(rootfs: str, host: HostView, protected: list[ProtectedPath]) -> None:
+def _check_rootfs(rootfs: str, host: HostView, protection: Protection) -> None:
     if not rootfs:
         raise InvalidArgument("rootfs is required")
     if _has_nul(rootfs) or not posixpath.isabs(rootfs):
@@ -229,7 +234,7 @@ def _check_rootfs(rootfs: str, host: HostView, protected: list[ProtectedPath]) -
             f"rootfs {quote(rootfs)} is or passes through a symlink: "
             f"give the directory itself ({quote(real)})"
         )
-    conflict = protection_conflict(real, protected, host)
+    conflict = protection.conflict(real)
     if conflict is not None:
         raise InvalidArgument(f"rootfs {quote(rootfs)} is not allowed: {conflict}")
 
@@ -346,10 +351,10 @@ def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan
     check_container(container)
     validate_identifier("namespace", namespace)
     validate_identifier("container name", container.name)
-    protected = protected_paths(host.facts)
-    _check_rootfs(container.rootfs, host, protected)
+    protection = Protection(protected_paths(host.facts), host)
+    _check_rootfs(container.rootfs, host, protection)
     _check_netns(container.network.namespace, host)
-    mounts = check_mounts(list(container.mounts or ()), host, protected)
+    mounts = check_mounts(list(container.mounts or ()), host, protection)
     request_env = list(container.env or ())
     _check_env(request_env)
     _check_limits(container, host)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +41,9 @@ def container(rootfs: Path, netns: str, name: str = "c1", **fields: Any) -> Cont
     return Container(name=name, rootfs=str(rootfs), network=NetworkInfo(netns), **fields)
 
 
-def host_mounts() -> str:
-    return Path("/proc/self/mountinfo").read_text()
+def mounts_at(path: str) -> set[str]:
+    """The host's mounts at or under ``path``."""
+    return {line for line in Path("/proc/self/mountinfo").read_text().splitlines() if path in line}
 
 
 async def assert_refused_and_nothing_made(
@@ -50,6 +53,7 @@ async def assert_refused_and_nothing_made(
     bad: Container,
     message: str,
 ) -> None:
+    before = mounts_at(bad.rootfs)
     with pytest.raises(CallError) as info:
         await contd.run(ns, bad)
     assert str(info.value) == message
@@ -58,7 +62,7 @@ async def assert_refused_and_nothing_made(
         services.ctr(containerd.address, "containers", "list", "-q", namespace=ns, check=False).split() == []
     )
     assert services.shim_pids(containerd.address, ns) == []
-    assert bad.rootfs not in host_mounts()
+    assert mounts_at(bad.rootfs) == before
 
 
 # ------------------------------------------------------------ refused mounts
@@ -165,6 +169,50 @@ async def test_refused_bind_sources(
         bad = container(rootfs, netns_name, mounts=[MountInfo(source, "/host")], elevated=elevated)
         expected = f"mounts[0] source {shown} is not allowed: {why.format(**values)}"
         await assert_refused_and_nothing_made(contd, containerd, ns, bad, expected)
+
+
+@pytest.fixture
+def aliases(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    """Host places seen through bind mounts of the test's own (undone after):
+    /proc, /etc, and a directory holding a bind of /sys."""
+    made: list[Path] = []
+    places = {"proc": tmp_path / "proc-alias", "etc": tmp_path / "etc-alias", "holder": tmp_path / "holder"}
+    try:
+        for name, source in (("proc", "/proc"), ("etc", "/etc")):
+            places[name].mkdir()
+            subprocess.run(["mount", "--bind", source, str(places[name])], check=True)
+            made.append(places[name])
+        (places["holder"] / "sys").mkdir(parents=True)
+        subprocess.run(["mount", "--bind", "/sys", str(places["holder"] / "sys")], check=True)
+        made.append(places["holder"] / "sys")
+        yield places
+    finally:
+        for target in reversed(made):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+async def test_protected_places_seen_through_other_mounts_are_refused(
+    contd: ContainerClient,
+    containerd: services.ContainerdService,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+    aliases: dict[str, Path],
+) -> None:
+    proc, etc, holder = aliases["proc"], aliases["etc"], aliases["holder"]
+    for source, why in (
+        (proc, f"it is on a proc filesystem of the host's kernel ({proc})"),
+        (etc, f"it is the host's configuration (/etc), seen through the mount at {etc}"),
+        (holder, f"it contains a sysfs mount of the host's kernel ({holder / 'sys'})"),
+    ):
+        bad = container(rootfs, netns_name, mounts=[MountInfo(str(source), "/host")])
+        await assert_refused_and_nothing_made(
+            contd, containerd, ns, bad, f"mounts[0] source {str(source)!r} is not allowed: {why}"
+        )
+    bad = container(etc, netns_name)
+    why = f"it is the host's configuration (/etc), seen through the mount at {etc}"
+    message = f"rootfs {str(etc)!r} is not allowed: {why}"
+    await assert_refused_and_nothing_made(contd, containerd, ns, bad, message)
 
 
 async def test_refused_targets(

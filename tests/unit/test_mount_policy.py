@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from contd_trio.containerd.spec import HostFacts, build_spec
 from contd_trio.errors import InvalidArgument
-from contd_trio.module.mount_policy import MAX_MOUNTS, MAX_OPTIONS, MAX_PATH
+from contd_trio.module.mount_policy import MAX_MOUNTS, MAX_OPTIONS, MAX_PATH, MountEntry, parse_mountinfo
 from contd_trio.module.types import Container, MountInfo, NetworkInfo
 from contd_trio.module.validate import LocalHost, prepare_run
 
@@ -352,6 +352,113 @@ def test_tmpfs_source_is_a_name_only(host: LocalHost, tree: Path) -> None:
         refusal(host, request(tree, MountInfo("a\0", "/s", "tmpfs")))
         == "mounts[0] source 'a\\x00' is not a tmpfs name"
     )
+
+
+# ------------------------------------------------------------ through other mounts
+
+
+class HostWithMounts(LocalHost):
+    """This machine's paths under a mount table of the test's choosing."""
+
+    def __init__(self, facts: HostFacts, mounts: list[MountEntry] | None) -> None:
+        super().__init__(facts)
+        self.mounts = mounts
+
+    def mount_table(self) -> list[MountEntry]:
+        if self.mounts is None:
+            raise PermissionError(13, "Permission denied", "/proc/self/mountinfo")
+        return self.mounts
+
+
+ROOT_DEVICE = "8:1"
+
+
+def with_mounts(tree: Path, *extra: tuple[str, str, str, str]) -> HostWithMounts:
+    """The root filesystem on ROOT_DEVICE, /proc on its own, plus ``extra``
+    (mount point relative to the tree, root, device, type)."""
+    mounts = [MountEntry("/", "/", ROOT_DEVICE, "ext4"), MountEntry("/proc", "/", "0:21", "proc")]
+    mounts += [MountEntry(str(tree / point), root, device, kind) for point, root, device, kind in extra]
+    return HostWithMounts(facts_of(tree), mounts)
+
+
+def alias_refusal(tree: Path, source: str, *extra: tuple[str, str, str, str]) -> str:
+    return refusal(with_mounts(tree, *extra), request(tree, MountInfo(str(tree / source), "/mnt")))
+
+
+def test_a_kernel_filesystem_mounted_elsewhere_is_refused(tree: Path) -> None:
+    message = alias_refusal(tree, "data", ("data", "/", "0:21", "proc"))
+    assert message.endswith(
+        f"is not allowed: it is on a proc filesystem of the host's kernel ({tree / 'data'})"
+    )
+    message = alias_refusal(tree, "data/sub", ("data", "/", "0:77", "sysfs"))
+    assert message.endswith(f"it is on a sysfs filesystem of the host's kernel ({tree / 'data'})")
+
+
+def test_a_source_holding_a_kernel_mount_is_refused(tree: Path) -> None:
+    message = alias_refusal(tree, "data", ("data/sub", "/", "0:4", "nsfs"))
+    assert message.endswith(f"it contains a nsfs mount of the host's kernel ({tree / 'data' / 'sub'})")
+
+
+def test_protected_places_seen_through_another_mount_are_refused(tree: Path) -> None:
+    data = tree / "data"
+    assert alias_refusal(tree, "data", ("data", "/", ROOT_DEVICE, "ext4")).endswith(
+        f"it is the host's root directory, seen through the mount at {data}"
+    )
+    assert alias_refusal(tree, "data", ("data", "/etc", ROOT_DEVICE, "ext4")).endswith(
+        f"it is the host's configuration (/etc), seen through the mount at {data}"
+    )
+    assert alias_refusal(tree, "data/sub", ("data", "/usr", ROOT_DEVICE, "ext4")).endswith(
+        f"it is inside the host's programs (/usr), seen through the mount at {data}"
+    )
+    assert alias_refusal(tree, "data", ("data", "/var", ROOT_DEVICE, "ext4")).endswith(
+        "it contains containerd's default root directory (/var/lib/containerd), "
+        f"seen through the mount at {data}"
+    )
+
+
+def test_a_disk_holding_containerd_root_is_refused(tree: Path) -> None:
+    """containerd's root is /containerd of disk 9:0; that disk mounted whole elsewhere contains it."""
+    root = tree / "containerd" / "root"
+    message = alias_refusal(
+        tree, "data", ("containerd/root", "/containerd", "9:0", "ext4"), ("data", "/", "9:0", "ext4")
+    )
+    assert message.endswith(
+        f"it contains containerd's root directory ({root}), seen through the mount at {tree / 'data'}"
+    )
+
+
+def test_a_source_holding_a_mount_of_a_protected_place_is_refused(tree: Path) -> None:
+    message = alias_refusal(tree, "data", ("data/sub", "/etc/ssh", ROOT_DEVICE, "ext4"))
+    assert message.endswith(
+        f"it contains the mount at {tree / 'data' / 'sub'}, which is inside the host's configuration (/etc)"
+    )
+
+
+def test_other_mounts_are_fine(tree: Path) -> None:
+    host = with_mounts(tree, ("data", "/volumes/v1", "9:0", "btrfs"), ("data/sub", "/", "0:50", "tmpfs"))
+    assert accepted(host, request(tree, MountInfo(str(tree / "data"), "/mnt"))) == [
+        MountInfo(str(tree / "data"), "/mnt", "bind", ["rbind"])
+    ]
+
+
+def test_no_mount_table_no_container(tree: Path) -> None:
+    host = HostWithMounts(facts_of(tree), None)
+    assert refusal(host, request(tree)) == "cannot read the host's mount table: Permission denied"
+
+
+def test_mountinfo_parsing() -> None:
+    text = (
+        "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+        "30 27 8:1 /srv/a\\040b /mnt/with\\040space\\134x rw shared:1 master:2 - ext4 /dev/sda1 rw\n"
+        "garbage line\n"
+        "31 27 0:4 net:[4026532] /run/netns/x rw - nsfs nsfs rw\n"
+    )
+    assert parse_mountinfo(text) == [
+        MountEntry("/proc", "/", "0:21", "proc"),
+        MountEntry("/mnt/with space\\x", "/srv/a b", "8:1", "ext4"),
+        MountEntry("/run/netns/x", "net:[4026532]", "0:4", "nsfs"),
+    ]
+    assert parse_mountinfo(Path("/proc/self/mountinfo").read_text())[0].mount_point.startswith("/")
 
 
 # ------------------------------------------------------------ targets

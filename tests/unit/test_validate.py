@@ -16,6 +16,7 @@ import pytest
 
 from contd_trio.containerd.spec import HostFacts, build_spec, read_spec
 from contd_trio.errors import InvalidArgument
+from contd_trio.module.mount_policy import MountEntry
 from contd_trio.module.types import Container, Logs, LogsRedis, MountInfo, NetworkInfo, Stats
 from contd_trio.module.validate import LocalHost, RunPlan, log_path, prepare_run, validate_identifier
 
@@ -513,6 +514,9 @@ class _FakeHost:
 
     def stat_mode(self, path: str, *, follow_symlinks: bool = True) -> int | None:
         return stat.S_IFDIR | 0o755
+
+    def mount_table(self) -> list[MountEntry]:
+        return [MountEntry("/", "/", "8:1", "ext4")]
 
     def read_text(self, path: str) -> str | None:
         raise PermissionError(13, "Permission denied", path)
