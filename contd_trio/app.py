@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,7 @@ from .module.supervisor import Supervisor
 from .module.validate import LocalHost
 from .zbus.errors import BusUnavailable
 from .zbus.server import Server
-from .zbus.transport import RedisTransport, open_redis_transport
+from .zbus.transport import RedisTransport, open_redis_transport, parse_broker_url
 
 log = logging.getLogger("contd")
 
@@ -94,6 +95,21 @@ class Daemon:
     stats: StatsMonitors
 
 
+def host_facts(config: Config) -> HostFacts:
+    """This node as validation and the spec see it: its CPUs and machine,
+    and the daemon's settings that name host paths."""
+    return HostFacts(
+        cpu_count=os.cpu_count() or 1,
+        corex_path=str(config.corex),
+        machine=platform.machine(),
+        containerd_socket=str(config.containerd_socket),
+        containerd_root=str(config.containerd_root),
+        containerd_state=str(config.containerd_state),
+        daemon_root=str(config.root),
+        broker_socket=parse_broker_url(config.broker).unix_path or "",
+    )
+
+
 @asynccontextmanager
 async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncIterator[Daemon]:
     """Connect to Redis and containerd (waiting for both), start supervision
@@ -111,7 +127,7 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
         server = Server(MODULE, transport, workers=config.workers, timeout=config.request_timeout)
         lifecycle = Lifecycle(publish=lambda event: server.publish_nowait(OBJECT, EVENTS, event))
         stats = StatsMonitors()
-        host = LocalHost(HostFacts(cpu_count=os.cpu_count() or 1, corex_path=str(config.corex)))
+        host = LocalHost(host_facts(config))
         logshim = await trio.to_thread.run_sync(install_logshim, config.root / "bin")
         settings = RunSettings(
             logshim=logshim, log_max_bytes=config.log_max_bytes, start_settle=config.start_settle

@@ -15,7 +15,9 @@ from typing import NoReturn
 from . import __version__, logs, runtime
 from .config import (
     DEFAULT_BROKER,
+    DEFAULT_CONTAINERD_ROOT,
     DEFAULT_CONTAINERD_SOCKET,
+    DEFAULT_CONTAINERD_STATE,
     DEFAULT_COREX,
     DEFAULT_ROOT,
     Config,
@@ -106,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="containerd's gRPC socket (default %(default)s)",
     )
     flag(
+        "containerd-root",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_CONTAINERD_ROOT,
+        help="containerd's root directory, kept out of every container (default %(default)s)",
+    )
+    flag(
+        "containerd-state",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_CONTAINERD_STATE,
+        help="containerd's state directory, kept out of every container (default %(default)s)",
+    )
+    flag(
         "workers",
         metavar="N",
         type=_positive_int,
@@ -192,6 +208,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         broker=args.broker,
         root=args.root,
         containerd_socket=args.containerd,
+        containerd_root=args.containerd_root,
+        containerd_state=args.containerd_state,
         workers=args.workers,
         request_timeout=args.timeout,
         corex=args.corex,

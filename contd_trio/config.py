@@ -13,6 +13,8 @@ from pathlib import Path
 DEFAULT_BROKER = "unix:///var/run/redis.sock"
 DEFAULT_ROOT = Path("/var/cache/modules/containerd")
 DEFAULT_CONTAINERD_SOCKET = Path("/run/containerd/containerd.sock")
+DEFAULT_CONTAINERD_ROOT = Path("/var/lib/containerd")
+DEFAULT_CONTAINERD_STATE = Path("/run/containerd")
 DEFAULT_COREX = Path("/usr/bin/corex")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -73,6 +75,9 @@ class Config:
         broker: the Redis that zbus runs on.
         root: the daemon's own directory (container logs live under ``logs/``).
         containerd_socket: containerd's gRPC socket.
+        containerd_root: containerd's ``root`` directory (its config's
+            ``root``), which no container may see.
+        containerd_state: containerd's ``state`` directory, likewise.
         workers: requests served at once (Go's contd served one; 16 here).
         request_timeout: the deadline of each request, in seconds (zbus has
             none; a Go client waits as long as its context allows).
@@ -94,6 +99,8 @@ class Config:
     broker: str = DEFAULT_BROKER
     root: Path = DEFAULT_ROOT
     containerd_socket: Path = DEFAULT_CONTAINERD_SOCKET
+    containerd_root: Path = DEFAULT_CONTAINERD_ROOT
+    containerd_state: Path = DEFAULT_CONTAINERD_STATE
     workers: int = 16
     request_timeout: float = 300.0
     corex: Path = DEFAULT_COREX

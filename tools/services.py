@@ -101,6 +101,10 @@ class RedisService(Service):
 class ContainerdService(Service):
     address: Path = Path()
     config_path: Path = Path()
+    #: Its root and state directories (the system's by default), which contd
+    #: keeps out of containers.
+    root: Path = Path("/var/lib/containerd")
+    state: Path = Path("/run/containerd")
 
     def restart(self, *, kill: bool = True) -> None:
         """Stop containerd (SIGKILL by default, as a crash) and start it again;
@@ -229,7 +233,15 @@ def start_containerd(run_dir: Path) -> ContainerdService:
     )
     log_path = base / "containerd.log"
     process = _spawn_containerd(config_path, log_path)
-    service = ContainerdService("containerd", process, log_path, address=address, config_path=config_path)
+    service = ContainerdService(
+        "containerd",
+        process,
+        log_path,
+        address=address,
+        config_path=config_path,
+        root=base / "root",
+        state=base / "state",
+    )
     _wait_for(lambda: _containerd_answers(address), 30, "containerd", service)
     return service
 
@@ -415,6 +427,8 @@ def contd_command(
         "-broker", redis_service.url,
         "-root", str(root),
         "-containerd", str(containerd.address),
+        "-containerd-root", str(containerd.root),
+        "-containerd-state", str(containerd.state),
         *extra,
     ]  # fmt: skip
 

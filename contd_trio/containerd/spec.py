@@ -7,12 +7,14 @@ same request always gives the same bytes and every field can be tested.
 :func:`default_spec` is containerd's default Linux spec (``oci/spec.go``
 ``populateDefaultUnixSpec`` and ``oci/mounts.go``). :func:`build_spec`
 applies 0-OS's additions on top of it, in the order 0-OS's ``Run`` applied
-its ``SpecOpts``. A spec alone cannot say what was *asked* (the entrypoint
-string of an interactive container, the log and stats backends, which mounts
-are the user's), so :func:`build_spec` also writes ``contd.*`` annotations,
-and :func:`read_spec` (Inspect) reads them back instead of guessing as 0-OS
-did (it reported the resolv.conf and corex binds as user mounts and
-Interactive as always false).
+its ``SpecOpts``, plus the seccomp profile containerd's ``WithDefaultProfile``
+would add (``containerd.seccomp``), which 0-OS never applied. A spec alone
+cannot say what was *asked* (the entrypoint string of an interactive
+container, the log and stats backends, which mounts are the user's), so
+:func:`build_spec` also writes ``contd.*`` annotations, and
+:func:`read_spec` (Inspect) reads them back instead of guessing as 0-OS did
+(it reported the resolv.conf and corex binds as user mounts and Interactive
+as always false).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 
 from ..module.types import Container, Logs, MountInfo, NetworkInfo, Stats
 from ..zbus.gotypes import ArgumentTypeError
+from .seccomp import seccomp_profile
 
 #: ``Any.type_url`` of a container spec (Containers.Create) and of an exec
 #: process (Tasks.Exec): containerd wants these bare names.
@@ -129,17 +132,31 @@ T = TypeVar("T")
 
 _BIND = "bind"
 _DEFAULT_BIND_OPTIONS = ("rbind",)
+_BIND_FLAGS = frozenset({"bind", "rbind"})
 
 
 @dataclass(frozen=True)
 class HostFacts:
-    """What the spec needs to know about the node, passed in so the spec
-    builder never looks at the machine itself."""
+    """What the spec and validation need to know about the node, passed in
+    so neither looks the machine up itself.
+
+    The last five name the host's control paths that validation keeps out of
+    every container (see ``module.mount_policy``); the spec builder ignores them.
+    """
 
     cpu_count: int
     corex_path: str = "/usr/bin/corex"
     resolv_conf: str = "/etc/resolv.conf"
     netns_dir: str = "/var/run/netns"
+    #: ``platform.machine()``: picks the seccomp architectures.
+    machine: str = "x86_64"
+    containerd_socket: str = "/run/containerd/containerd.sock"
+    containerd_root: str = "/var/lib/containerd"
+    containerd_state: str = "/run/containerd"
+    #: The daemon's own ``-root``.
+    daemon_root: str = "/var/cache/modules/containerd"
+    #: The zbus broker's unix socket; empty when it listens on TCP.
+    broker_socket: str = ""
 
 
 def _mount(destination: str, type_: str, source: str, options: Iterable[str]) -> dict[str, Any]:
@@ -188,10 +205,16 @@ def effective_env(env: Iterable[str] | None) -> list[str]:
 
 def effective_mount(mount: MountInfo) -> MountInfo:
     """A user mount as it is mounted: a recursive bind unless the request
-    names its type (the seed's ``Type``) or options."""
+    names its type (the seed's ``Type``) or options.
+
+    A bind whose options name neither ``bind`` nor ``rbind`` (``["ro"]``,
+    say) gets ``rbind`` first: without one runc would hand the type "bind"
+    to mount(2) as a filesystem name and fail.
+    """
     type_ = mount.type or _BIND
-    default = _DEFAULT_BIND_OPTIONS if type_ == _BIND else ()
-    options = list(mount.options or default)
+    options = list(mount.options or ())
+    if type_ == _BIND and not _BIND_FLAGS.intersection(options):
+        options = [*_DEFAULT_BIND_OPTIONS, *options]
     return MountInfo(source=mount.source, target=mount.target, type=type_, options=options)
 
 
@@ -202,7 +225,8 @@ def _mount_json(mount: MountInfo) -> dict[str, Any]:
 def build_spec(
     namespace: str, container: Container, args: list[str], env: list[str], cwd: str, host: HostFacts
 ) -> dict[str, Any]:
-    """The spec of ``container``: containerd's default plus 0-OS's additions.
+    """The spec of ``container``: containerd's default plus 0-OS's additions
+    and the default seccomp profile (widened by CAP_SYS_ADMIN when Elevated).
 
     The values are already normalised and validated (``module.validate``
     does that): defaults are filled in, ``args`` is the split entrypoint,
@@ -259,6 +283,8 @@ def build_spec(
         resources["devices"].append(
             {"allow": True, "type": "c", "major": FUSE_MAJOR, "minor": FUSE_MINOR, "access": "rwm"}
         )
+    # After the capabilities are final: the profile widens with them.
+    linux["seccomp"] = seccomp_profile(process["capabilities"]["bounding"], host.machine)
     process["cwd"] = cwd or "/"
     if container.interactive:
         mounts.append(_mount(COREX_TARGET, _BIND, host.corex_path, ("rbind", "ro")))

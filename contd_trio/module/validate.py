@@ -7,9 +7,12 @@ a :class:`RunPlan`, has every default filled in, so the spec builder and
 Inspect never guess.
 
 The checks that look at the machine (rootfs, network namespace, mount
-sources, ``.startup.toml``) go through :class:`HostView`, so tests use
-temporary directories. :class:`LocalHost` blocks on the filesystem: call
-:func:`prepare_run` from a worker thread.
+sources, the corex binary, ``.startup.toml``) go through :class:`HostView`,
+so tests use temporary directories. :class:`LocalHost` blocks on the
+filesystem: call :func:`prepare_run` from a worker thread.
+
+What a container may mount, and which host paths neither a mount nor the
+rootfs may be, is :mod:`.mount_policy`'s.
 
 Identifiers are checked before any path is built from them: a namespace or
 container name can only ever name one directory level under the daemon's
@@ -19,7 +22,9 @@ root, and a network namespace name one file under the netns directory.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import platform
 import posixpath
 import re
 import shlex
@@ -28,12 +33,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..containerd.spec import COREX_ARGS, HostFacts, effective_env, effective_mount
+from ..containerd.spec import COREX_ARGS, HostFacts, effective_env
 from ..errors import InvalidArgument
 from ..text import quote
 from .backends import check_backends
+from .mount_policy import (
+    MAX_PATH,
+    HostPaths,
+    MountEntry,
+    Protection,
+    check_mounts,
+    normalised_path,
+    parse_mountinfo,
+    protected_paths,
+)
 from .startup import STARTUP_FILE, merge_env, parse_startup
-from .types import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, MountInfo
+from .types import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_SHUTDOWN_TIMEOUT_NS, Container
 from .untrusted import check_container
 
 #: containerd's identifier rule (``identifiers.Validate``), for namespaces
@@ -44,9 +59,23 @@ MAX_IDENTIFIER_LENGTH = 76
 ROOTFS_PROPAGATIONS = frozenset({"", "private", "rprivate", "shared", "rshared", "slave", "rslave"})
 #: A ``.startup.toml`` is a few lines; refuse to read a huge one into memory.
 MAX_STARTUP_BYTES = 1 << 20
+#: The smallest memory limit accepted. runc sets the limit while its own init
+#: already uses about 2 MB of the container's cgroup, and fails below that
+#: ("unable to set memory limit ... current usage"); tried here, 1 MiB always
+#: failed and 2 MiB sometimes. Docker's floor of 6 MiB leaves the entrypoint
+#: room to start.
+MIN_MEMORY = 6 * 1024 * 1024
+#: runc reads the limit as a Go int64.
+MAX_MEMORY = (1 << 63) - 1
+#: The kernel's MAX_ARG_STRLEN (32 pages, the NUL included): execve refuses
+#: a longer argument or env entry with E2BIG, inside runc.
+MAX_ARG_BYTES = 32 * 4096 - 1
+#: The process's arguments and env together; execve's own limit is a quarter
+#: of the stack rlimit (2 MiB with the usual 8 MiB), less what it needs itself.
+MAX_EXEC_BYTES = 1 << 20
 
 
-class HostView(Protocol):
+class HostView(HostPaths, Protocol):
     """What validation may learn about the machine."""
 
     facts: HostFacts
@@ -65,13 +94,33 @@ class LocalHost:
 
     def __init__(self, facts: HostFacts | None = None) -> None:
         # Logical CPUs, as 0-OS's gopsutil ``cpu.Counts(true)`` counted them.
-        self.facts = facts if facts is not None else HostFacts(cpu_count=os.cpu_count() or 1)
+        self.facts = (
+            facts
+            if facts is not None
+            else HostFacts(cpu_count=os.cpu_count() or 1, machine=platform.machine())
+        )
 
     def is_dir(self, path: str) -> bool:
         return os.path.isdir(path)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
+
+    def realpath(self, path: str) -> str:
+        try:
+            return os.path.realpath(path)
+        except ValueError as exc:  # a path the OS cannot encode
+            raise OSError(errno.EINVAL, str(exc), path) from None
+
+    def stat_mode(self, path: str, *, follow_symlinks: bool = True) -> int | None:
+        try:
+            return os.stat(path, follow_symlinks=follow_symlinks).st_mode
+        except (OSError, ValueError):
+            return None
+
+    def mount_table(self) -> list[MountEntry]:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as mountinfo:
+            return parse_mountinfo(mountinfo.read())
 
     def read_text(self, path: str) -> str | None:
         """Read a small regular file that, symlinks followed, stays inside
@@ -165,13 +214,29 @@ def _has_nul(value: str) -> bool:
     return "\0" in value
 
 
-def _check_rootfs(rootfs: str, host: HostView) -> None:
+def _check_rootfs(rootfs: str, host: HostView, protection: Protection) -> None:
     if not rootfs:
         raise InvalidArgument("rootfs is required")
     if _has_nul(rootfs) or not posixpath.isabs(rootfs):
-        raise InvalidArgument(f"rootfs {rootfs!r} is not an absolute path")
+        raise InvalidArgument(f"rootfs {quote(rootfs)} is not an absolute path")
+    if len(rootfs.encode(errors="surrogatepass")) > MAX_PATH:
+        raise InvalidArgument(f"rootfs {quote(rootfs)} is longer than {MAX_PATH} bytes")
     if not host.is_dir(rootfs):
-        raise InvalidArgument(f"rootfs {rootfs!r} is not an existing directory")
+        raise InvalidArgument(f"rootfs {quote(rootfs)} is not an existing directory")
+    # runc wants the rootfs as its own resolved path ("invalid rootfs: not an
+    # absolute path, or a symlink"); a trailing slash or "/./" is fine.
+    try:
+        real = host.realpath(rootfs)
+    except OSError as exc:
+        raise InvalidArgument(f"rootfs {quote(rootfs)} cannot be resolved: {exc.strerror or exc}") from None
+    if real != normalised_path(rootfs):
+        raise InvalidArgument(
+            f"rootfs {quote(rootfs)} is or passes through a symlink: "
+            f"give the directory itself ({quote(real)})"
+        )
+    conflict = protection.conflict(real)
+    if conflict is not None:
+        raise InvalidArgument(f"rootfs {quote(rootfs)} is not allowed: {conflict}")
 
 
 def _check_netns(name: str, host: HostView) -> None:
@@ -179,38 +244,45 @@ def _check_netns(name: str, host: HostView) -> None:
     if not name:
         raise InvalidArgument("network namespace is required")
     if "/" in name or _has_nul(name) or name in (".", ".."):
-        raise InvalidArgument(f"network namespace {name!r} is not a plain name")
+        raise InvalidArgument(f"network namespace {quote(name)} is not a plain name")
     path = posixpath.join(host.facts.netns_dir, name)
     if not host.exists(path):
-        raise InvalidArgument(f"network namespace {name!r} does not exist (no {path})")
+        raise InvalidArgument(f"network namespace {quote(name)} does not exist (no {quote(path)})")
 
 
-def _check_mount(index: int, mount: MountInfo, host: HostView) -> MountInfo:
-    where = f"mounts[{index}]"
-    effective = effective_mount(mount)
-    target = effective.target
-    if not target or _has_nul(target) or not posixpath.isabs(target):
-        raise InvalidArgument(f"{where} target {target!r} is not an absolute path")
-    if ".." in target.split("/"):
-        raise InvalidArgument(f"{where} target {target!r} must not contain '..'")
-    if effective.type == "bind":
-        source = effective.source
-        if not source or _has_nul(source) or not posixpath.isabs(source):
-            raise InvalidArgument(f"{where} source {source!r} is not an absolute path")
-        if not host.exists(source):
-            raise InvalidArgument(f"{where} source {source!r} does not exist")
-    elif _has_nul(effective.source):
-        raise InvalidArgument(f"{where} source {effective.source!r} contains a NUL character")
-    return effective
+def _check_corex(host: HostView) -> None:
+    """An interactive container runs corex; runc would fail to bind a missing one."""
+    path = host.facts.corex_path
+    mode = host.stat_mode(path)
+    if mode is None or not stat.S_ISREG(mode) or not mode & 0o111:
+        raise InvalidArgument(f"interactive: the corex binary {path} is not an executable file on this node")
+
+
+def _byte_length(text: str) -> int:
+    return len(text.encode(errors="surrogatepass"))
 
 
 def _check_env(env: list[str]) -> None:
     for entry in env:
         key, sep, _ = entry.partition("=")
         if not sep or not key:
-            raise InvalidArgument(f"env entry {entry!r} is not KEY=VALUE")
+            raise InvalidArgument(f"env entry {quote(entry)} is not KEY=VALUE")
         if _has_nul(entry):
-            raise InvalidArgument(f"env entry {entry!r} contains a NUL character")
+            raise InvalidArgument(f"env entry {quote(entry)} contains a NUL character")
+        if _byte_length(entry) > MAX_ARG_BYTES:
+            raise InvalidArgument(f"env entry {quote(entry)} is longer than {MAX_ARG_BYTES} bytes")
+
+
+def _check_exec_size(args: list[str], env: list[str]) -> None:
+    """What execve in runc would refuse with E2BIG."""
+    for arg in args:
+        if _has_nul(arg):
+            raise InvalidArgument(f"entrypoint argument {quote(arg)} contains a NUL character")
+        if _byte_length(arg) > MAX_ARG_BYTES:
+            raise InvalidArgument(f"entrypoint argument {quote(arg)} is longer than {MAX_ARG_BYTES} bytes")
+    total = sum(_byte_length(item) + 1 for item in (*args, *env))
+    if total > MAX_EXEC_BYTES:
+        raise InvalidArgument(f"entrypoint and env are {total} bytes together, more than {MAX_EXEC_BYTES}")
 
 
 def _check_limits(container: Container, host: HostView) -> None:
@@ -221,11 +293,17 @@ def _check_limits(container: Container, host: HostView) -> None:
         raise InvalidArgument(f"cpu {container.cpu} is more than the {cpus} CPUs of this node")
     if container.memory < 0:
         raise InvalidArgument(f"memory {container.memory} is negative")
+    if 0 < container.memory < MIN_MEMORY:
+        raise InvalidArgument(f"memory {container.memory} is below the minimum of {MIN_MEMORY} bytes (6 MiB)")
+    if container.memory > MAX_MEMORY:
+        raise InvalidArgument(f"memory {container.memory} is more than the largest limit, 2^63-1 bytes")
     if container.shutdown_timeout_ns < 0:
         raise InvalidArgument(f"shutdown timeout {container.shutdown_timeout_ns}ns is negative")
     if container.rootfs_propagation not in ROOTFS_PROPAGATIONS:
         known = ", ".join(sorted(ROOTFS_PROPAGATIONS - {""}))
-        raise InvalidArgument(f"rootfs propagation {container.rootfs_propagation!r} is not one of {known}")
+        raise InvalidArgument(
+            f"rootfs propagation {quote(container.rootfs_propagation)} is not one of {known}"
+        )
 
 
 def _read_startup(rootfs: str, host: HostView) -> str | None:
@@ -240,7 +318,7 @@ def _split_entrypoint(entrypoint: str) -> list[str]:
     try:
         args = shlex.split(entrypoint)
     except ValueError as exc:
-        raise InvalidArgument(f"entrypoint {entrypoint!r}: {exc}") from None
+        raise InvalidArgument(f"entrypoint {quote(entrypoint)}: {exc}") from None
     if not args:
         raise InvalidArgument(
             f"entrypoint is required (none given, and the rootfs has no {STARTUP_FILE} entry naming one)"
@@ -251,13 +329,21 @@ def _split_entrypoint(entrypoint: str) -> list[str]:
 def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan:
     """Validate a Run request and fill in its defaults.
 
-    Checks, in order: the namespace and container name, the rootfs, the
-    network namespace, the mounts, the env, the limits (cpu against the
-    node's CPUs, memory, shutdown timeout, rootfs propagation), the log and
-    stats backends; then applies the rootfs's ``.startup.toml`` (its env
-    under the request's, its entrypoint and working dir where the request
-    has none) and checks the entrypoint, unless the container is
-    interactive (it runs corex, and the entrypoint is only recorded).
+    Checks, in order: the namespace and container name, the rootfs (an
+    existing directory, no symlink on its path, not a protected host path),
+    the network namespace, the mounts (:mod:`.mount_policy`), the env, the
+    limits (cpu against the node's CPUs, memory between 6 MiB and 2^63-1,
+    shutdown timeout, rootfs propagation), the log and stats backends, the
+    corex binary of an interactive container; then
+    applies the rootfs's ``.startup.toml`` (its env under the request's, its
+    entrypoint and working dir where the request has none) and checks the
+    entrypoint, unless the container is interactive (it runs corex, and the
+    entrypoint is only recorded), and what execve would refuse: a NUL in an
+    argument, an argument or env entry over 128 KiB, more than 1 MiB of
+    both together.
+
+    A bind mount's source comes back resolved (symlinks followed): that is
+    the path the spec mounts and Inspect reports.
 
     Raises:
         InvalidArgument: the first problem found, naming the field and value.
@@ -265,13 +351,16 @@ def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan
     check_container(container)
     validate_identifier("namespace", namespace)
     validate_identifier("container name", container.name)
-    _check_rootfs(container.rootfs, host)
+    protection = Protection(protected_paths(host.facts), host)
+    _check_rootfs(container.rootfs, host, protection)
     _check_netns(container.network.namespace, host)
-    mounts = [_check_mount(i, m, host) for i, m in enumerate(container.mounts or ())]
+    mounts = check_mounts(list(container.mounts or ()), host, protection)
     request_env = list(container.env or ())
     _check_env(request_env)
     _check_limits(container, host)
     check_backends(container)
+    if container.interactive:
+        _check_corex(host)
 
     entrypoint, working_dir, env = container.entrypoint, container.working_dir, request_env
     text = _read_startup(container.rootfs, host)
@@ -282,9 +371,13 @@ def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan
         entrypoint = entrypoint or startup.entrypoint
         working_dir = working_dir or startup.working_dir
     if working_dir and (_has_nul(working_dir) or not posixpath.isabs(working_dir)):
-        raise InvalidArgument(f"working dir {working_dir!r} is not an absolute path")
+        raise InvalidArgument(f"working dir {quote(working_dir)} is not an absolute path")
+    if _byte_length(working_dir) > MAX_PATH:
+        raise InvalidArgument(f"working dir {quote(working_dir)} is longer than {MAX_PATH} bytes")
     args = list(COREX_ARGS) if container.interactive else _split_entrypoint(entrypoint)
     env = effective_env(env)
+    # An interactive container's entrypoint is only recorded: bound it as one.
+    _check_exec_size([*args, entrypoint] if container.interactive else args, env)
 
     normalised = dataclasses.replace(
         container,

@@ -49,6 +49,8 @@ def daemon_config(broker: str, containerd: services.ContainerdService, tmp_path:
         broker=broker,
         root=tmp_path / "contd-root",
         containerd_socket=containerd.address,
+        containerd_root=containerd.root,
+        containerd_state=containerd.state,
         corex=corex,
         workers=64,
     )

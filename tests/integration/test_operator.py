@@ -335,6 +335,8 @@ async def test_contdctl_every_command_in_both_modes(
     daemon: Daemon, broker: str, ns: str, netns_name: str, rootfs: Path, tmp_path: Path
 ) -> None:
     script = "sh -c 'echo hello from c1; trap \"exit 0\" TERM; while true; do sleep 0.1 & wait; done'"
+    share = tmp_path / "share"  # not tmp_path: it holds the daemon's root, which no container may see
+    share.mkdir()
     _, out, _ = await contdctl(
         broker,
         "run",
@@ -351,7 +353,7 @@ async def test_contdctl_every_command_in_both_modes(
         "--env",
         "A=1",
         "--mount",
-        f"{tmp_path}:/mnt",
+        f"{share}:/mnt",
         "--workdir",
         "/tmp",
         "--cpu",

@@ -283,6 +283,10 @@ def spawn_contd(config: Config, log_path: Path) -> subprocess.Popen[bytes]:
                 str(config.root),
                 "-containerd",
                 str(config.containerd_socket),
+                "-containerd-root",
+                str(config.containerd_root),
+                "-containerd-state",
+                str(config.containerd_state),
                 "-corex",
                 str(config.corex),
                 "-restart-delay",
@@ -348,7 +352,11 @@ async def test_containerd_restarted_while_containers_run(
     private_containerd: services.ContainerdService,
 ) -> None:
     config = dataclasses.replace(
-        daemon_config, containerd_socket=private_containerd.address, restart_delay=0.3
+        daemon_config,
+        containerd_socket=private_containerd.address,
+        containerd_root=private_containerd.root,
+        containerd_state=private_containerd.state,
+        restart_delay=0.3,
     )
     async with open_daemon(config) as daemon, open_client(broker) as bus:
         client = ContainerClient(bus, timeout=60)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from contd_trio.containerd.spec import HostFacts, build_spec, read_spec
 from contd_trio.errors import InvalidArgument
+from contd_trio.module.mount_policy import MountEntry
 from contd_trio.module.types import Container, Logs, LogsRedis, MountInfo, NetworkInfo, Stats
 from contd_trio.module.validate import LocalHost, RunPlan, log_path, prepare_run, validate_identifier
 
@@ -28,12 +30,14 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "netns").mkdir()
     (tmp_path / "netns" / "n1").touch()
     (tmp_path / "data").mkdir()
+    (tmp_path / "corex").write_text("#!/bin/sh\n")
+    (tmp_path / "corex").chmod(0o755)
     return tmp_path
 
 
 @pytest.fixture
 def host(tree: Path) -> LocalHost:
-    return LocalHost(HostFacts(cpu_count=4, netns_dir=str(tree / "netns")))
+    return LocalHost(HostFacts(cpu_count=4, netns_dir=str(tree / "netns"), corex_path=str(tree / "corex")))
 
 
 @pytest.fixture
@@ -118,7 +122,7 @@ def test_netns(host: LocalHost, request_: Container, tree: Path) -> None:
     assert net("") == "network namespace is required"
     for bad in ("a/b", "..", ".", "/n1", "n\0"):
         assert net(bad) == f"network namespace {bad!r} is not a plain name"
-    assert net("n2") == f"network namespace 'n2' does not exist (no {tree / 'netns' / 'n2'})"
+    assert net("n2") == f"network namespace 'n2' does not exist (no {str(tree / 'netns' / 'n2')!r})"
 
 
 # ------------------------------------------------------------ mounts
@@ -216,6 +220,68 @@ def test_cpu(host: LocalHost, request_: Container) -> None:
 def test_memory_and_shutdown(host: LocalHost, request_: Container) -> None:
     assert rejected(host, change(request_, memory=-1)) == "memory -1 is negative"
     assert rejected(host, change(request_, shutdown_timeout_ns=-5)) == "shutdown timeout -5ns is negative"
+
+
+@pytest.mark.parametrize("memory", [1, 4096, 1 << 20, 2 << 20, (6 << 20) - 1])
+def test_memory_below_what_runc_can_set_is_refused(host: LocalHost, request_: Container, memory: int) -> None:
+    assert rejected(host, change(request_, memory=memory)) == (
+        f"memory {memory} is below the minimum of 6291456 bytes (6 MiB)"
+    )
+
+
+@pytest.mark.parametrize("memory", [1 << 63, (1 << 64) - 1, 1 << 100])
+def test_memory_past_int64_is_refused(host: LocalHost, request_: Container, memory: int) -> None:
+    assert rejected(host, change(request_, memory=memory)) == (
+        f"memory {memory} is more than the largest limit, 2^63-1 bytes"
+    )
+
+
+@pytest.mark.parametrize("memory", [6 << 20, (1 << 63) - 1])
+def test_memory_limits_inclusive(host: LocalHost, request_: Container, memory: int) -> None:
+    assert prepare_run("tenant", change(request_, memory=memory), host).container.memory == memory
+
+
+def test_interactive_needs_an_executable_corex(host: LocalHost, request_: Container, tree: Path) -> None:
+    corex = tree / "corex"
+    expected = f"interactive: the corex binary {corex} is not an executable file on this node"
+    corex.chmod(0o644)
+    assert rejected(host, change(request_, interactive=True)) == expected
+    corex.unlink()
+    assert rejected(host, change(request_, interactive=True)) == expected
+    corex.mkdir()
+    assert rejected(host, change(request_, interactive=True)) == expected
+    assert prepare_run("tenant", request_, host).args == ["/bin/sleep", "100"]  # only interactive needs it
+
+
+def test_what_execve_would_refuse_is_refused_early(host: LocalHost, request_: Container) -> None:
+    assert rejected(host, change(request_, entrypoint="/bin/echo 'a\0b'")) == (
+        "entrypoint argument 'a\\x00b' contains a NUL character"
+    )
+    long_arg = "é" * 70_000  # fewer characters than any string may have, but 140,000 bytes
+    assert rejected(host, change(request_, entrypoint=f"/bin/echo {long_arg}")).endswith(
+        "is longer than 131071 bytes"
+    )
+    assert rejected(host, change(request_, env=["A=" + long_arg])).endswith("is longer than 131071 bytes")
+    many = [f"K{i}=" + "v" * 100_000 for i in range(11)]
+    assert rejected(host, change(request_, env=many)).startswith("entrypoint and env are ")
+    assert prepare_run("tenant", change(request_, env=many[:10]), host).env[-1] == many[9]
+    assert rejected(host, change(request_, working_dir="/" + "d" * 5000)).endswith("longer than 4096 bytes")
+
+
+def test_long_values_are_quoted_short(host: LocalHost, request_: Container) -> None:
+    huge = "x" * 100_000  # within what a string may be, too long to quote whole
+    for container in (
+        change(request_, name=huge),
+        change(request_, rootfs="/" + huge),
+        change(request_, network=NetworkInfo(huge)),
+        change(request_, env=[huge]),
+        change(request_, entrypoint="'" + huge),
+        change(request_, working_dir=huge),
+        change(request_, rootfs_propagation=huge),
+        change(request_, logs=[Logs(huge, LogsRedis())]),
+    ):
+        message = rejected(host, container)
+        assert len(message) < 300 and "…" in message, message[:300]
 
 
 @pytest.mark.parametrize("mode", ["", "private", "rprivate", "shared", "rshared", "slave", "rslave"])
@@ -442,6 +508,15 @@ class _FakeHost:
 
     def exists(self, path: str) -> bool:
         return True
+
+    def realpath(self, path: str) -> str:
+        return path
+
+    def stat_mode(self, path: str, *, follow_symlinks: bool = True) -> int | None:
+        return stat.S_IFDIR | 0o755
+
+    def mount_table(self) -> list[MountEntry]:
+        return [MountEntry("/", "/", "8:1", "ext4")]
 
     def read_text(self, path: str) -> str | None:
         raise PermissionError(13, "Permission denied", path)
