@@ -92,9 +92,12 @@ def check_args(field: str, args: Iterable[str]) -> None:
     """An argument list (Exec's ``args ...string``).
 
     Raises:
-        InvalidArgument: naming the first argument that is not UTF-8 or too long.
+        InvalidArgument: naming the first argument that is not UTF-8, too
+            long, or holds a NUL.
     """
     args = list(args)
     _check_items(field, args)
     for i, arg in enumerate(args):
         check_text(f"{field}[{i}]", arg)
+        if "\0" in arg:  # execve takes C strings: runc would refuse it late
+            raise InvalidArgument(f"{field}[{i}]: contains a NUL character")

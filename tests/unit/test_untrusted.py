@@ -105,3 +105,5 @@ def test_exec_args() -> None:
     check_args("args", ["sh", "-c", "true"])
     with pytest.raises(InvalidArgument, match=r"^args\[1\]: not valid UTF-8$"):
         check_args("args", ["echo", BAD])
+    with pytest.raises(InvalidArgument, match=r"^args\[0\]: contains a NUL character$"):
+        check_args("args", ["ec\0ho"])
