@@ -352,7 +352,7 @@ def _option_problem(option: str, type_: str) -> str | None:
     if option in FLAG_OPTIONS or option in PROPAGATION_OPTIONS:
         return None
     if option in BIND_OPTIONS:
-        return None if type_ == BIND else f"{option!r} is for bind mounts only"
+        return None if type_ == BIND else f"{quote(option)} is for bind mounts only"
     key, sep, value = option.partition("=")
     if sep and key in TMPFS_VALUE_OPTIONS:
         if type_ != TMPFS:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidArgument
+from ..text import quote, shorten
 
 #: Where the file lives, relative to the rootfs.
 STARTUP_FILE = ".startup.toml"
@@ -94,9 +95,9 @@ def parse_startup(text: str) -> Startup | None:
             raise _fail(f"{where}args[{i}] must be a string, not {type(arg).__name__}")
     for key, value in env.items():
         if not key or "=" in key or "\0" in key:
-            raise _fail(f"{where}env key {key!r} is not a variable name")
+            raise _fail(f"{where}env key {quote(key)} is not a variable name")
         if not isinstance(value, str):
-            raise _fail(f"{where}env.{key} must be a string, not {type(value).__name__}")
+            raise _fail(f"{where}env.{shorten(key)} must be a string, not {type(value).__name__}")
 
     entrypoint = ""
     if kind in _PROGRAM_ENTRIES and program:

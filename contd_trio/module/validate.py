@@ -139,14 +139,14 @@ class LocalHost:
         directory = os.path.realpath(os.path.dirname(path))
         real = os.path.realpath(path)
         if not real.startswith(directory.rstrip("/") + "/"):
-            raise InvalidArgument(f"{path}: points outside its directory")
+            raise InvalidArgument(f"{quote(path)}: points outside its directory")
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None  # a dangling symlink: no file
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise InvalidArgument(f"{path}: not a regular file")
+                raise InvalidArgument(f"{quote(path)}: not a regular file")
             data = b""
             while len(data) <= MAX_STARTUP_BYTES:
                 chunk = os.read(fd, MAX_STARTUP_BYTES + 1 - len(data))
@@ -156,11 +156,11 @@ class LocalHost:
         finally:
             os.close(fd)
         if len(data) > MAX_STARTUP_BYTES:
-            raise InvalidArgument(f"{path}: larger than {MAX_STARTUP_BYTES} bytes")
+            raise InvalidArgument(f"{quote(path)}: larger than {MAX_STARTUP_BYTES} bytes")
         try:
             return data.decode()
         except UnicodeDecodeError as exc:
-            raise InvalidArgument(f"{path}: not UTF-8 text ({exc.reason})") from exc
+            raise InvalidArgument(f"{quote(path)}: not UTF-8 text ({exc.reason})") from exc
 
 
 @dataclass(frozen=True)

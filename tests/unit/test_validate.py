@@ -472,7 +472,7 @@ def test_startup_symlink_inside_rootfs_is_followed(host: LocalHost, request_: Co
 def test_startup_symlink_out_of_rootfs_is_refused(host: LocalHost, request_: Container, tree: Path) -> None:
     (tree / "secret.toml").write_text(STARTUP)
     (tree / "rootfs" / ".startup.toml").symlink_to(tree / "secret.toml")
-    assert rejected(host, request_).endswith(".startup.toml: points outside its directory")
+    assert rejected(host, request_).endswith(".startup.toml': points outside its directory")
 
 
 def test_startup_dangling_symlink_is_no_file(host: LocalHost, request_: Container, tree: Path) -> None:
@@ -482,12 +482,12 @@ def test_startup_dangling_symlink_is_no_file(host: LocalHost, request_: Containe
 
 def test_startup_fifo_is_refused(host: LocalHost, request_: Container, tree: Path) -> None:
     os.mkfifo(tree / "rootfs" / ".startup.toml")
-    assert rejected(host, request_).endswith(".startup.toml: not a regular file")
+    assert rejected(host, request_).endswith(".startup.toml': not a regular file")
 
 
 def test_startup_directory_is_refused(host: LocalHost, request_: Container, tree: Path) -> None:
     (tree / "rootfs" / ".startup.toml").mkdir()
-    assert rejected(host, request_).endswith(".startup.toml: not a regular file")
+    assert rejected(host, request_).endswith(".startup.toml': not a regular file")
 
 
 def test_startup_too_large_or_binary(host: LocalHost, request_: Container, tree: Path) -> None:
