@@ -395,7 +395,8 @@ class ContainerModule:
 
         Raises:
             InvalidArgument: no command, or a timeout that is not positive.
-            NotFound: no such container, or it has no running task.
+            NotFound: no such container.
+            FailedPrecondition: it has no running task.
             ExecFailed: the process exited non-zero, or ran past the timeout
                 (it is killed then); the message quotes its last output.
         """
@@ -404,6 +405,13 @@ class ContainerModule:
         if timeout_ns <= 0:
             raise InvalidArgument(f"exec timeout must be positive, not {timeout_ns}ns")
         record = await self._get(namespace, container_id)
+        # containerd's own answer for a stopped task names neither the container nor the state.
+        try:
+            running = (await self.containerd.get_process(namespace, container_id)).status == "running"
+        except NotFound:
+            running = False
+        if not running:
+            raise FailedPrecondition(f"container {container_id} in namespace {namespace} is not running")
         exec_id = f"exec-{uuid.uuid4().hex[:12]}"
         output = self.paths.exec_output(namespace, container_id, exec_id)
         await trio.to_thread.run_sync(lambda: output.parent.mkdir(parents=True, exist_ok=True))
