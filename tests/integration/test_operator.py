@@ -375,7 +375,7 @@ class Collected:
     async def read(self) -> None:
         async with self.stream:
             while chunk := await self.stream.receive_some():
-                self.chunks.append(chunk)
+                self.chunks.append(bytes(chunk))
 
     @property
     def text(self) -> str:
@@ -436,7 +436,7 @@ class Follower:
         assert self.process.stdout is not None
         async with self.process.stdout:
             while chunk := await self.process.stdout.receive_some():
-                self.chunks.append(chunk)
+                self.chunks.append(bytes(chunk))
         self.done.set()
 
     @property

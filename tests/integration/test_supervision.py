@@ -265,8 +265,8 @@ async def test_the_log_file_rotates_at_the_cap_with_no_line_lost(
     daemon_config: Config, broker: str, ns: str, netns_name: str, rootfs: Path
 ) -> None:
     config = dataclasses.replace(daemon_config, log_max_bytes=4096)
-    lines = 'i=1; while [ $i -le 600 ]; do printf "line %06d\\n" $i; i=$((i+1)); done'
-    script = f"sh -c '{lines}; {UNTIL_TERM}'"
+    printing = 'i=1; while [ $i -le 600 ]; do printf "line %06d\\n" $i; i=$((i+1)); done'
+    script = f"sh -c '{printing}; {UNTIL_TERM}'"
     async with open_daemon(config), open_client(broker) as bus:
         client = ContainerClient(bus, timeout=60)
         await client.run(ns, container(rootfs, netns_name, entrypoint=script))

@@ -175,7 +175,9 @@ async def test_go_captured_requests_get_go_shaped_answers(served: Served) -> Non
         await wait_until(functools.partial(r.exists, request.reply_to), interval=0.01)
         # The reply key expires (Go: 5 min); checked before the only reply is taken.
         assert 0 < r.ttl(request.reply_to) <= codec.REPLY_TTL_SECONDS
-        response = codec.decode_response(r.lpop(request.reply_to))
+        reply = r.lpop(request.reply_to)
+        assert isinstance(reply, bytes)
+        response = codec.decode_response(reply)
         assert response.id == request.id
         answers[name] = response
     for name, _, golden_name in cases:
