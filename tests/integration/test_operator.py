@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -419,17 +420,12 @@ class Follower:
         self.done = trio.Event()
 
     @classmethod
-    async def start(
-        cls, broker: str | None, bus: redis.Redis, *args: str, env: dict[str, str] | None = None
-    ) -> Follower:
-        """Start it, and return once it has subscribed to the events (Redis counts it)."""
-        subscribers = bus.pubsub_numsub(EVENTS_CHANNEL)[0][1]
+    async def start(cls, broker: str | None, *args: str, env: dict[str, str] | None = None) -> Follower:
         process = await trio.lowlevel.open_process(
             ctl_command(broker, *args), stdout=subprocess.PIPE, env={**os.environ, **(env or {})}
         )
         follower = cls(process)
         trio.lowlevel.spawn_system_task(follower._read)
-        await wait_until(lambda: bus.pubsub_numsub(EVENTS_CHANNEL)[0][1] > subscribers)
         return follower
 
     async def _read(self) -> None:
@@ -461,39 +457,31 @@ async def contdctl_json(broker: str, *args: str) -> Any:
     return json.loads(out)
 
 
+async def concurrently(*calls: Awaitable[Any]) -> list[Any]:
+    """The results of ``calls`` run at once, in order (each contdctl is a
+    Python start-up: one after the other, they made this file slow)."""
+    results: list[Any] = [None] * len(calls)
+
+    async def one(index: int, call: Awaitable[Any]) -> None:
+        results[index] = await call
+
+    async with trio.open_nursery() as nursery:
+        for index, call in enumerate(calls):
+            nursery.start_soon(one, index, call)
+    return results
+
+
 async def test_contdctl_every_command_in_both_modes(
     daemon: Daemon, broker: str, ns: str, netns_name: str, rootfs: Path, tmp_path: Path
 ) -> None:
     script = f"sh -c 'echo hello from c1; {UNTIL_TERM}'"
-    _, out, _ = await contdctl(
-        broker,
-        "run",
-        "--ns",
-        ns,
-        "--name",
-        "c1",
-        "--rootfs",
-        str(rootfs),
-        "--netns",
-        netns_name,
-        "--entrypoint",
-        script,
-        "--env",
-        "A=1",
-        "--mount",
-        f"{tmp_path}:/mnt",
-        "--workdir",
-        "/tmp",
-        "--cpu",
-        "1",
-        "--memory",
-        "128M",
-        "--shutdown-timeout",
-        "5s",
-    )
-    assert out.strip() == "c1"
-    spec = tmp_path / "c2.json"
-    spec.write_text(
+    from_flags = [
+        *("--name", "c1", "--rootfs", str(rootfs), "--netns", netns_name, "--entrypoint", script),
+        *("--env", "A=1", "--mount", f"{tmp_path}:/mnt", "--workdir", "/tmp", "--cpu", "1"),
+        *("--memory", "128M", "--shutdown-timeout", "5s"),
+    ]
+    json_spec = tmp_path / "c2.json"
+    json_spec.write_text(
         json.dumps(
             {
                 "Name": "c2",
@@ -505,78 +493,98 @@ async def test_contdctl_every_command_in_both_modes(
             }
         )
     )
-    assert await contdctl_json(broker, "run", "--ns", ns, "--file", str(spec)) == {"ID": "c2"}
     toml_spec = tmp_path / "c3.toml"
     toml_spec.write_text(
         f'Name = "c3"\nRootFS = "{rootfs}"\nEntrypoint = {json.dumps(STEADY)}\n'
         f'[Network]\nNamespace = "{netns_name}"\n'
     )
-    await contdctl(broker, "run", "--ns", ns, "--file", str(toml_spec))
-
-    _, out, _ = await contdctl(broker, "inspect", ns, "c1")
-    assert re.search(r"^Status\s+running$", out, re.M) and re.search(r"^Memory\s+134217728$", out, re.M)
-    assert re.search(r"^ShutdownTimeout\s+5s$", out, re.M) and re.search(r"^Mounts\s+\S+:/mnt$", out, re.M)
-    inspected = await contdctl_json(broker, "inspect", ns, "c2")
-    assert (
-        inspected["Memory"] == 64 << 20
-        and inspected["ShutdownTimeout"] == 2 * 10**9
-        and inspected["Status"] == "running"
+    (_, out, _), run_json, _ = await concurrently(
+        contdctl(broker, "run", "--ns", ns, *from_flags),
+        contdctl_json(broker, "run", "--ns", ns, "--file", str(json_spec)),
+        contdctl(broker, "run", "--ns", ns, "--file", str(toml_spec)),
     )
+    assert out.strip() == "c1" and run_json == {"ID": "c2"}
 
-    _, out, _ = await contdctl(broker, "ls", ns)
-    assert out.splitlines()[0].split() == ["ID", "STATUS", "PID", "RESTARTS", "ENTRYPOINT"]
-    assert [line.split()[:2] for line in out.splitlines()[1:]] == [
+    (
+        (_, inspect_c1, _),
+        inspect_c2,
+        (_, ls_out, _),
+        ls_json,
+        (_, ls_json_first, _),
+        (_, ns_out, _),
+        ns_json,
+        (_, exec_out, _),
+        exec_json,
+        (exec_code, _, exec_err),
+        (_, logs_out, _),
+        logs_json,
+        (_, status_out, _),
+        status_json,
+    ) = await concurrently(
+        contdctl(broker, "inspect", ns, "c1"),
+        contdctl_json(broker, "inspect", ns, "c2"),
+        contdctl(broker, "ls", ns),
+        contdctl_json(broker, "ls", ns),
+        contdctl(broker, "--json", "ls", ns),  # --json before the command too
+        contdctl(None, "ns", env={"CONTD_BROKER": broker}),  # the broker from the environment
+        contdctl_json(broker, "ns"),
+        contdctl(broker, "exec", ns, "c1", "--", "sh", "-c", "test $A = 1"),
+        contdctl_json(broker, "exec", ns, "c1", "--", "true"),
+        contdctl(broker, "exec", ns, "c1", "--timeout", "5s", "--", "sh", "-c", "exit 4", check=False),
+        contdctl(broker, "logs", ns, "c1"),
+        contdctl_json(broker, "logs", ns, "c1"),
+        contdctl(broker, "status"),
+        contdctl_json(broker, "status"),
+    )
+    assert re.search(r"^Status\s+running$", inspect_c1, re.M)
+    assert re.search(r"^Memory\s+134217728$", inspect_c1, re.M)
+    assert re.search(r"^ShutdownTimeout\s+5s$", inspect_c1, re.M)
+    assert re.search(r"^Mounts\s+\S+:/mnt$", inspect_c1, re.M)
+    assert inspect_c2["Memory"] == 64 << 20 and inspect_c2["ShutdownTimeout"] == 2 * 10**9
+    assert inspect_c2["Status"] == "running"
+    assert ls_out.splitlines()[0].split() == ["ID", "STATUS", "PID", "RESTARTS", "ENTRYPOINT"]
+    assert [line.split()[:2] for line in ls_out.splitlines()[1:]] == [
         ["c1", "running"],
         ["c2", "running"],
         ["c3", "running"],
     ]
-    assert await contdctl_json(broker, "ls", ns) == ["c1", "c2", "c3"]
-    _, before, _ = await contdctl(broker, "--json", "ls", ns)  # --json before the command too
-    assert json.loads(before) == ["c1", "c2", "c3"]
-    _, out, _ = await contdctl(None, "ns", env={"CONTD_BROKER": broker})  # the broker from the environment
-    assert ns in out.splitlines()
-    assert ns in await contdctl_json(broker, "ns")
+    assert ls_json == json.loads(ls_json_first) == ["c1", "c2", "c3"]
+    assert ns in ns_out.splitlines() and ns in ns_json
+    assert exec_out == "" and exec_json == {"ExitStatus": 0}
+    assert exec_code == 1 and "non-zero exit code: 4" in exec_err
+    assert logs_out == "hello from c1\n" and logs_json == {"Logs": "hello from c1\n"}
+    assert status_out.startswith("module container: objects container@0.0.1; workers")
+    assert "WORKER  STATE" in status_out
+    assert status_json["Objects"] == [{"Name": "container", "Version": "0.0.1"}]
+    assert len(status_json["Workers"]) == 64
 
-    _, out, _ = await contdctl(broker, "exec", ns, "c1", "--", "sh", "-c", "test $A = 1")
-    assert out == ""
-    assert await contdctl_json(broker, "exec", ns, "c1", "--", "true") == {"ExitStatus": 0}
-    code, _, err = await contdctl(
-        broker, "exec", ns, "c1", "--timeout", "5s", "--", "sh", "-c", "exit 4", check=False
-    )
-    assert code == 1 and "non-zero exit code: 4" in err
-
-    _, out, _ = await contdctl(broker, "logs", ns, "c1")
-    assert out == "hello from c1\n"
-    assert await contdctl_json(broker, "logs", ns, "c1") == {"Logs": "hello from c1\n"}
-
-    _, out, _ = await contdctl(broker, "status")
-    assert out.startswith("module container: objects container@0.0.1; workers")
-    assert "WORKER  STATE" in out
-    status = await contdctl_json(broker, "status")
-    assert status["Objects"] == [{"Name": "container", "Version": "0.0.1"}] and len(status["Workers"]) == 64
-
-    # events and logs --follow run until stopped: start them (each seen subscribed), act, then read them.
+    # events and logs --follow run until stopped: start them (seen subscribed), act, then read them.
     bus = redis.Redis(**parse_broker_url(broker).redis_kwargs())
     from_env = {"CONTD_BROKER": broker, "CONTD_ROOT": str(daemon.config.root)}
+    subscribers = bus.pubsub_numsub(EVENTS_CHANNEL)[0][1]
     followers: dict[str, Follower] = {}
     try:
-        followers["events"] = await Follower.start(broker, bus, "events", "--ns", ns)
-        followers["events-json"] = await Follower.start(broker, bus, "--json", "events", "--ns", ns)
-        followers["logs"] = await Follower.start(None, bus, "logs", ns, "c2", "--follow", env=from_env)
+        followers["events"] = await Follower.start(broker, "events", "--ns", ns)
+        followers["events-json"] = await Follower.start(broker, "--json", "events", "--ns", ns)
+        followers["logs"] = await Follower.start(None, "logs", ns, "c2", "--follow", env=from_env)
+        await wait_until(lambda: bus.pubsub_numsub(EVENTS_CHANNEL)[0][1] == subscribers + 3)
         # logs --follow prints what c2 writes from now on.
         written = (daemon.config.root / "logs" / ns / "c2.log").read_text().splitlines()
         later = f"tick {int(written[-1].split()[1]) + 2}\n"
         await wait_until(lambda: later in followers["logs"].output)
-        await contdctl(broker, "signal-delete", ns, "c3")
-        assert await contdctl_json(broker, "signal-delete", ns, "c2") == {"Signalled": "c2"}
+        _, signalled = await concurrently(
+            contdctl(broker, "signal-delete", ns, "c3"), contdctl_json(broker, "signal-delete", ns, "c2")
+        )
+        assert signalled == {"Signalled": "c2"}
         await wait_until(lambda: all(f"{ns}/{c}  exited" in followers["events"].output for c in ("c2", "c3")))
-        _, out, _ = await contdctl(broker, "delete", ns, "c2")
-        assert out.strip() == f"deleted {ns}/c2"
-        assert await contdctl_json(broker, "delete", ns, "c3") == {"Deleted": "c3"}
+        (_, out, _), deleted = await concurrently(
+            contdctl(broker, "delete", ns, "c2"), contdctl_json(broker, "delete", ns, "c3")
+        )
+        assert out.strip() == f"deleted {ns}/c2" and deleted == {"Deleted": "c3"}
         # logs --follow ends by itself once its container is deleted.
         assert await followers["logs"].wait() == 0
-        logs_out = followers["logs"].output
-        assert logs_out.startswith("tick ") and later in logs_out
+        follow_out = followers["logs"].output
+        assert follow_out.startswith("tick ") and later in follow_out
         for name in ("events", "events-json"):
             await wait_until(lambda name=name: followers[name].output.count("deleted") == 2)
         events_out = await followers["events"].interrupt()
@@ -591,11 +599,13 @@ async def test_contdctl_every_command_in_both_modes(
             if follower.process.returncode is None:
                 follower.process.kill()
 
-    code, _, err = await contdctl(broker, "delete", ns, "c2", check=False)
+    (code, _, err), (usage_code, _, usage_err), _ = await concurrently(
+        contdctl(broker, "delete", ns, "c2", check=False),
+        contdctl(broker, "run", "--ns", ns, "--name", "x", check=False),
+        contdctl(broker, "delete", ns, "c1"),
+    )
     assert code == 1 and f"container c2 not found in namespace {ns}" in err
-    code, _, err = await contdctl(broker, "run", "--ns", ns, "--name", "x", check=False)
-    assert code == 2 and "needs --name and --rootfs" in err
-    await contdctl(broker, "delete", ns, "c1")
+    assert usage_code == 2 and "needs --name and --rootfs" in usage_err
 
 
 @pytest.mark.parametrize(
