@@ -17,7 +17,10 @@ DEFAULT_CONTAINERD_ROOT = Path("/var/lib/containerd")
 DEFAULT_CONTAINERD_STATE = Path("/run/containerd")
 DEFAULT_COREX = Path("/usr/bin/corex")
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+# ASCII digits only: float() and \d would also take "inf", "1e3", "1_000" and
+# other scripts' digits, none of which Go's ParseDuration reads.
+_SECONDS = re.compile(r"(\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", re.ASCII)
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -29,14 +32,15 @@ def parse_duration(text: str) -> float:
         ValueError: neither form, or negative.
     """
     text = text.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if seconds < 0 or seconds != seconds:
-            raise ValueError(f"invalid duration {text!r}: must not be negative")
-        return seconds
+    if text.startswith("-") and _SECONDS.fullmatch(text[1:]):
+        raise ValueError(f"invalid duration {text!r}: must not be negative")
+    seconds = float(text) if _SECONDS.fullmatch(text) else _go_duration(text)
+    if seconds == float("inf"):
+        raise ValueError(f"invalid duration {text!r}: too long")
+    return seconds
+
+
+def _go_duration(text: str) -> float:
     position = 0
     total = 0.0
     for match in _DURATION_PART.finditer(text):
@@ -51,7 +55,8 @@ def parse_duration(text: str) -> float:
     return total
 
 
-_SIZE = re.compile(r"(\d+)\s*([KMGT]?)(i?B?)?", re.IGNORECASE)
+# A unit letter may be followed by "B" or "iB"; "B" alone means bytes.
+_SIZE = re.compile(r"(\d+)\s*(?:([KMGT])(?:i?B)?|B)?", re.IGNORECASE | re.ASCII)
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -64,7 +69,7 @@ def parse_size(text: str) -> int:
     match = _SIZE.fullmatch(text.strip())
     if not match:
         raise ValueError(f"invalid size {text!r}: use bytes (268435456) or a unit (256M, 1G)")
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").upper()]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,14 @@ from pathlib import Path
 import msgpack
 import trio
 
+#: The end of a container script that waits until SIGTERM and then leaves.
+#: A shell (or sleep) as PID 1 ignores SIGTERM unless it traps it, and every
+#: Delete would then wait out the container's shutdown timeout.
+UNTIL_TERM = 'trap "exit 0" TERM; sleep 1000 & wait'
+#: An entrypoint of two processes that stay as they are (sh and its sleep,
+#: nothing forked meanwhile) and leave at once on SIGTERM.
+STEADY = f"sh -c '{UNTIL_TERM}'"
+
 
 async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
     """Poll ``predicate`` (sync or async) until true; fail after ``timeout``."""

@@ -465,7 +465,8 @@ class ContainerModule:
         Raises:
             InvalidArgument: no command, an argument that is not UTF-8, or a
                 timeout that is not positive.
-            NotFound: no such container, or it has no running task.
+            NotFound: no such container.
+            FailedPrecondition: it has no running task.
             ExecFailed: the process could not start (runc's reason; exit
                 status 127 for a missing binary, 126 otherwise), exited
                 non-zero, or ran past the timeout (it is killed then); the
@@ -477,6 +478,14 @@ class ContainerModule:
         if timeout_ns <= 0:
             raise InvalidArgument(f"exec timeout must be positive, not {format_duration(timeout_ns / 1e9)}")
         record = await self._get(namespace, container_id)
+        # containerd's own answer for a stopped task names neither the container nor the state.
+        try:
+            state = await self.containerd.get_process(namespace, container_id)
+        except NotFound:
+            state = None
+        running = state is not None and state.status == "running"
+        if not running:
+            raise FailedPrecondition(f"container {container_id} in namespace {namespace} is not running")
         exec_id = f"exec-{uuid.uuid4().hex[:12]}"
         output = self.paths.exec_output(namespace, container_id, exec_id)
         await trio.to_thread.run_sync(lambda: output.parent.mkdir(parents=True, exist_ok=True))
@@ -484,7 +493,15 @@ class ContainerModule:
         command = shorten(shlex.join(args))
         timeout = timeout_ns / 1e9
         try:
-            exit_ = await self._run_exec(namespace, container_id, exec_id, process, output, command, timeout)
+            try:
+                exit_ = await self._run_exec(
+                    namespace, container_id, exec_id, process, output, command, timeout
+                )
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS):
+                    await self._remove_exec(namespace, container_id, exec_id)
+            # Read only now: the runc shim finishes copying a process's output
+            # when the process is deleted, not when it exits.
             if exit_ is None:
                 raise ExecFailed(
                     f"exec {command} in {container_id}: timed out after {format_duration(timeout)}"
@@ -498,8 +515,7 @@ class ContainerModule:
                     exit_status=exit_.exit_status,
                 )
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS):
-                await self._remove_exec(namespace, container_id, exec_id)
+            with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(lambda: output.unlink(missing_ok=True))
 
     async def _run_exec(
@@ -520,7 +536,10 @@ class ContainerModule:
                 namespace, container_id, exec_id, process, stdout=uri, stderr=uri
             )
         except (NotFound, FailedPrecondition):
-            raise NotFound(f"container {container_id} in namespace {namespace} is not running") from None
+            # Its task stopped since we looked.
+            raise FailedPrecondition(
+                f"container {container_id} in namespace {namespace} is not running"
+            ) from None
         async with self.containerd.watch_exit(namespace, container_id, exec_id) as exit_watch:
             try:
                 await self.containerd.start(namespace, container_id, exec_id)

@@ -36,9 +36,10 @@ def rootfs(busybox_rootfs: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def corex(tmp_path: Path) -> Path:
-    """A stand-in for corex: it says how it was started, then waits."""
+    """A stand-in for corex: it says how it was started, then waits (and
+    leaves on SIGTERM, so that Delete need not wait out its timeout)."""
     path = tmp_path / "corex"
-    path.write_text('#!/bin/sh\necho "corex $*"\nexec sleep 1000\n')
+    path.write_text('#!/bin/sh\necho "corex $*"\ntrap "exit 0" TERM\nsleep 1000 &\nwait\n')
     path.chmod(0o755)
     return path
 
@@ -70,7 +71,8 @@ async def contd(daemon: Daemon, broker: str) -> AsyncIterator[ContainerClient]:
 
 @pytest.fixture
 def ns(containerd: services.ContainerdService) -> Iterator[str]:
-    """A containerd namespace of this test's own, emptied afterwards."""
+    """A containerd namespace of this test's own, emptied and removed afterwards
+    (every daemon's start-up reconciliation scans every namespace)."""
     name = f"t{uuid.uuid4().hex[:10]}"
     yield name
     leftovers = services.ctr(
@@ -96,3 +98,6 @@ def ns(containerd: services.ContainerdService) -> Iterator[str]:
         os.kill(pid, signal.SIGKILL)
     services.remove_cgroups(name)
     assert not leaked, f"runc shims left running in namespace {name}: {leaked}"
+    # containerd removes only an empty namespace: anything else left in it is a leak too.
+    if name in services.ctr(containerd.address, "namespaces", "list", "-q").split():
+        services.ctr(containerd.address, "namespaces", "remove", name)

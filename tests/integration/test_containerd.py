@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 from contd_trio import errors
 from contd_trio.containerd import spec as oci
@@ -27,11 +27,6 @@ def busybox_spec(ns: str, cid: str, rootfs: Path, *args: str) -> dict[str, Any]:
     spec["process"]["args"] = list(args)
     spec["process"]["env"] = ["PATH=/bin"]
     return spec
-
-
-@pytest.fixture
-def ns() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
@@ -145,10 +140,16 @@ async def test_exec_a_second_process(ctd: Containerd, ns: str, busybox_rootfs: P
 
 
 async def test_start_and_exit_events(ctd: Containerd, ns: str, busybox_rootfs: Path) -> None:
-    async with ctd.watch_events([f'namespace=={ns},topic~="^/tasks/"']) as events:
-        await trio.sleep(0.2)  # let containerd register the subscriber
-        await ctd.create_container(ns, "c4", busybox_spec(ns, "c4", busybox_rootfs, "sh", "-c", "exit 3"))
+    filters = [f'namespace=={ns},topic~="^/tasks/"', f'namespace=={ns},topic=="/containers/create"']
+    async with ctd.watch_events(filters) as events:
+        spec = busybox_spec(ns, "c4", busybox_rootfs, "sh", "-c", "exit 3")
+        await ctd.create_container(ns, "c4", spec)
         try:
+            # containerd registers a subscriber after the call is made: its own
+            # event for the container is the sign that nothing later is missed.
+            with trio.fail_after(10):
+                created = await events.__anext__()
+            assert isinstance(created, Event) and created.topic == "/containers/create"
             await ctd.create_task(ns, "c4")
             pid = await ctd.start(ns, "c4")
             seen: list[Event] = []
@@ -205,7 +206,8 @@ async def test_containerd_restarted_mid_test(
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(wait_in_flight)
-                await trio.sleep(0.2)
+                # Every task blocked: the Wait went out and waits for its answer.
+                await trio.testing.wait_all_tasks_blocked()
                 private_containerd.kill()
             assert len(in_flight) == 1  # the call in flight failed as Unavailable
             with pytest.raises(errors.Unavailable, match="unavailable"):
@@ -217,7 +219,12 @@ async def test_containerd_restarted_mid_test(
                 gap = await events.__anext__()
             assert isinstance(gap, Gap)
             assert events.resubscriptions == 1
-            await trio.sleep(0.2)
+            # The new subscription is live once it delivers an event of ours.
+            await ctd.update_labels(ns, "c6", {"probe": "1"})
+            with trio.fail_after(10):
+                async for event in events:
+                    if isinstance(event, Event) and event.topic == "/containers/update":
+                        break
             await ctd.kill(ns, "c6", signal.SIGKILL)
             with trio.fail_after(10):
                 async for event in events:

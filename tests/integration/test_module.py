@@ -17,7 +17,7 @@ import msgpack
 import pytest
 import redis
 import trio
-import trio_asyncio
+import trio.lowlevel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,12 +26,11 @@ from contd_trio.config import Config
 from contd_trio.containerd.spec import DEFAULT_PATH
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, MountInfo, NetworkInfo
-from contd_trio.module.validate import LocalHost, prepare_run
 from contd_trio.zbus import codec
 from contd_trio.zbus.client import open_client
 from contd_trio.zbus.errors import CallError
 from contd_trio.zbus.transport import parse_broker_url
-from tests.helpers import cgroup_value, go_pack, wait_until
+from tests.helpers import STEADY, UNTIL_TERM, cgroup_value, go_pack, wait_until
 from tools import services
 
 CAP_SYS_ADMIN_BIT = 1 << 21
@@ -39,7 +38,7 @@ COOPERATIVE = "sh -c 'trap \"exit 0\" TERM; while true; do sleep 0.1; done'"
 
 
 def container(rootfs: Path, netns: str, name: str = "c1", **fields: Any) -> Container:
-    fields.setdefault("entrypoint", COOPERATIVE)
+    fields.setdefault("entrypoint", STEADY)
     return Container(name=name, rootfs=str(rootfs), network=NetworkInfo(netns), **fields)
 
 
@@ -61,7 +60,12 @@ def containers_left(containerd: services.ContainerdService, ns: str) -> list[str
 
 
 async def test_run_inspect_list_logs_delete(
-    contd: ContainerClient, ns: str, netns_name: str, rootfs: Path, containerd: services.ContainerdService
+    contd: ContainerClient,
+    daemon: Daemon,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+    containerd: services.ContainerdService,
 ) -> None:
     script = (
         "sh -c 'echo hello; echo oops >&2; echo END; trap \"exit 0\" TERM; while true; do sleep 0.1; done'"
@@ -77,17 +81,36 @@ async def test_run_inspect_list_logs_delete(
     assert info.created_at.seconds > 0
     text = await output_of(contd, ns, "c1")
     assert "hello\n" in text and "oops\n" in text
+    log_file = daemon.config.root / "logs" / ns / "c1.log"
+    assert log_file.read_text() == text
     started = trio.current_time()
     await contd.delete(ns, "c1")
     assert trio.current_time() - started < 2  # it left on SIGTERM, without waiting for the timeout
     assert await contd.list_containers(ns) == []
     assert containers_left(containerd, ns) == []
+    assert not log_file.exists()
     with pytest.raises(CallError, match=f"^container c1 not found in namespace {ns}$"):
         await contd.inspect(ns, "c1")
-    with pytest.raises(CallError, match="not found"):
+    with pytest.raises(CallError, match=f"^container c1 not found in namespace {ns}$"):
         await contd.delete(ns, "c1")
-    with pytest.raises(CallError, match="not found"):
+    with pytest.raises(CallError, match=f"^container c1 not found in namespace {ns}$"):
         await contd.logs(ns, "c1")
+
+
+async def test_delete_removes_the_log_and_its_rotated_file(
+    daemon_config: Config, broker: str, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    config = dataclasses.replace(daemon_config, log_max_bytes=4096)
+    script = f"sh -c 'i=1; while [ $i -le 600 ]; do echo line $i; i=$((i+1)); done; echo END; {UNTIL_TERM}'"
+    async with open_daemon(config), open_client(broker) as bus:
+        contd = ContainerClient(bus, timeout=60)
+        await contd.run(ns, container(rootfs, netns_name, entrypoint=script))
+        log_file = config.root / "logs" / ns / "c1.log"
+        rotated = log_file.with_name("c1.log.1")
+        await output_of(contd, ns, "c1")
+        assert rotated.exists() and log_file.exists()
+        await contd.delete(ns, "c1")
+        assert not log_file.exists() and not rotated.exists()
 
 
 async def test_fields_as_seen_from_inside(
@@ -100,7 +123,7 @@ async def test_fields_as_seen_from_inside(
         "sh -c 'echo A=$A; echo PATH=$PATH; echo PWD=$(pwd); cat /mnt/data/hello.txt; "
         "grep CapBnd /proc/self/status; ls /dev/fuse 2>&1; "
         'cat /proc/net/dev | grep -o probe[01] | sort | tr "\\n" " "; '
-        "echo; grep -c nameserver /etc/resolv.conf; echo END; sleep 1000'"
+        f"echo; grep -c nameserver /etc/resolv.conf; echo END; {UNTIL_TERM}'"
     )
     await contd.run(
         ns,
@@ -146,7 +169,7 @@ async def test_default_memory_is_truly_256_mib(
 async def test_elevated_gets_sys_admin_and_fuse(
     contd: ContainerClient, ns: str, netns_name: str, rootfs: Path
 ) -> None:
-    script = "sh -c 'grep CapBnd /proc/self/status; ls -l /dev/fuse; echo END; sleep 1000'"
+    script = f"sh -c 'grep CapBnd /proc/self/status; ls -l /dev/fuse; echo END; {UNTIL_TERM}'"
     await contd.run(ns, container(rootfs, netns_name, entrypoint=script, elevated=True))
     text = await output_of(contd, ns, "c1")
     capbnd = int(text.split("CapBnd:")[1].split()[0], 16)
@@ -178,7 +201,7 @@ name = "core.system"
 
 [startup.entry.args]
 name = "/bin/sh"
-args = ["-c", "echo FROM=$FROM; echo B=$B; pwd; echo END; sleep 1000"]
+args = ["-c", "echo FROM=$FROM; echo B=$B; pwd; echo END; trap 'exit 0' TERM; sleep 1000 & wait"]
 dir = "/etc"
 
 [startup.entry.args.env]
@@ -218,29 +241,46 @@ async def test_signal_delete(contd: ContainerClient, ns: str, netns_name: str, r
 
 
 async def test_exec(contd: ContainerClient, daemon: Daemon, ns: str, netns_name: str, rootfs: Path) -> None:
-    await contd.run(ns, container(rootfs, netns_name))
+    await contd.run(ns, container(rootfs, netns_name, entrypoint=STEADY))
+    own = sorted(await daemon.containerd.pids(ns, "c1"))
+    assert len(own) == 2  # sh and its sleep
+    outputs = daemon.config.root / "exec" / ns
     await contd.exec_process(ns, "c1", "sh", "-c", "test -d /tmp")
     with pytest.raises(CallError, match=r"non-zero exit code: 3; output: boom$"):
         await contd.exec_process(ns, "c1", "sh", "-c", "echo boom; exit 3")
     started = trio.current_time()
-    with pytest.raises(CallError, match=r"timed out after 500ms"):
-        await contd.exec_process(ns, "c1", "sleep", "30", timeout=0.5)
+    with pytest.raises(CallError, match=r"timed out after 500ms; output: waiting$"):
+        await contd.exec_process(ns, "c1", "sh", "-c", "echo waiting; exec sleep 30", timeout=0.5)
     assert trio.current_time() - started < 5
-    # Every exec process was cleaned up: only the container's own remains.
-    assert len(await daemon.containerd.pids(ns, "c1")) >= 1
-    state = await daemon.containerd.list_tasks(ns)
-    assert [t.container_id for t in state] == ["c1"]
+    # The timed-out process was killed and every exec process removed: the
+    # task's processes are the container's own again, and no output file is left.
+    assert sorted(await daemon.containerd.pids(ns, "c1")) == own
+    assert list(outputs.iterdir()) == []
     with pytest.raises(CallError, match="exec needs a command"):
         await contd.exec_process(ns, "c1")
-    with pytest.raises(CallError, match="not found"):
+    for timeout in (0, -1):
+        with pytest.raises(CallError, match="exec timeout must be positive"):
+            await contd.exec_process(ns, "c1", "true", timeout=timeout)
+    with pytest.raises(CallError, match=f"^container nosuch not found in namespace {ns}$"):
         await contd.exec_process(ns, "nosuch", "true")
+    # A container whose task has stopped.
+    await contd.signal_delete(ns, "c1")
+
+    async def stopped() -> bool:
+        task = (await contd.inspect(ns, "c1")).task
+        return task is not None and task.status == "stopped"
+
+    await wait_until(stopped)
+    with pytest.raises(CallError, match=f"^container c1 in namespace {ns} is not running$"):
+        await contd.exec_process(ns, "c1", "true")
+    assert list(outputs.iterdir()) == []
     await contd.delete(ns, "c1")
 
 
 async def test_logs_gives_the_last_100_lines(
     contd: ContainerClient, ns: str, netns_name: str, rootfs: Path
 ) -> None:
-    script = "sh -c 'i=1; while [ $i -le 150 ]; do echo line $i; i=$((i+1)); done; echo END; sleep 1000'"
+    script = f"sh -c 'i=1; while [ $i -le 150 ]; do echo line $i; i=$((i+1)); done; echo END; {UNTIL_TERM}'"
     await contd.run(ns, container(rootfs, netns_name, entrypoint=script))
     text = await output_of(contd, ns, "c1")
     lines = text.splitlines()
@@ -315,105 +355,122 @@ async def test_50_concurrent_runs_then_deletes(
 async def test_a_run_cancelled_midway_leaves_nothing(
     daemon: Daemon, ns: str, netns_name: str, rootfs: Path, containerd: services.ContainerdService
 ) -> None:
-    # Cancel at many points of Run's life: whatever it had made is removed.
-    for i, delay in enumerate([0.0005, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08]):
-        with trio.move_on_after(delay):
+    # Cancel at many points of Run's life, all before its start-settle window
+    # can have ended: whatever it had made is removed.
+    assert daemon.config.start_settle == 0.25
+    logs = daemon.config.root / "logs" / ns
+    for i, delay in enumerate([0.0005, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.12, 0.2]):
+        with trio.move_on_after(delay) as scope:
             await daemon.module.run(ns, container(rootfs, netns_name, name=f"c{i}"))
-        left = containers_left(containerd, ns)
-        assert left in ([], [f"c{i}"])
-        if left:  # it finished in time: a whole container, not a half-made one
-            await daemon.module.delete(ns, f"c{i}")
-    assert containers_left(containerd, ns) == []
+        assert scope.cancelled_caught, f"Run finished within {delay} s"
+        assert containers_left(containerd, ns) == []
+        assert services.ctr(containerd.address, "tasks", "list", "-q", namespace=ns).split() == []
+        assert not (logs / f"c{i}.log").exists()
 
 
 PROPAGATIONS = st.sampled_from(["", "private", "rprivate", "shared", "rslave"])
-
-
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-@given(
-    env=st.lists(st.from_regex(r"[A-Z]{1,6}=[a-z0-9 ]{0,6}", fullmatch=True), max_size=3),
-    working_dir=st.sampled_from(["", "/", "/tmp", "/etc"]),
-    mount_count=st.integers(0, 2),
-    cpu=st.integers(0, os.cpu_count() or 1),
-    memory=st.sampled_from([0, 32 << 20, 300 << 20]),
-    elevated=st.booleans(),
-    propagation=PROPAGATIONS,
-    shutdown_ms=st.sampled_from([0, 500, 5000]),
-    entrypoint=st.sampled_from([COOPERATIVE, "sleep 1000", "/bin/sh -c 'sleep 1000'"]),
+# Entrypoints written three ways, each leaving on SIGTERM (so Delete does not
+# wait out the shutdown timeout).
+ENTRYPOINTS = st.sampled_from(
+    [COOPERATIVE, STEADY, """/bin/sh -c "trap 'exit 0' TERM; sleep 1000 & wait\""""]
 )
-def test_inspect_gives_back_what_run_was_given(
-    daemon_config: Config,
-    broker: str,
-    ns: str,
-    netns_name: str,
-    rootfs: Path,
-    tmp_path: Path,
-    env: list[str],
-    working_dir: str,
-    mount_count: int,
-    cpu: int,
-    memory: int,
-    elevated: bool,
-    propagation: str,
-    shutdown_ms: int,
-    entrypoint: str,
+
+
+async def test_inspect_gives_back_what_run_was_given(
+    contd: ContainerClient, ns: str, netns_name: str, rootfs: Path, tmp_path: Path
 ) -> None:
-    # A sync test running its own daemon per example: pytest-trio runs the
-    # examples of an async Hypothesis test under plain trio, without asyncio.
-    sources = [tmp_path / f"m{i}" for i in range(mount_count)]
-    for source in sources:
-        source.mkdir(exist_ok=True)
-    asked = container(
-        rootfs,
-        netns_name,
-        name=f"p{uuid.uuid4().hex[:8]}",
-        env=env,
-        working_dir=working_dir,
-        mounts=[MountInfo(str(s), f"/mnt/{s.name}") for s in sources],
-        cpu=cpu,
-        memory=memory,
-        elevated=elevated,
-        rootfs_propagation=propagation,
-        shutdown_timeout_ns=shutdown_ms * 10**6,
-        entrypoint=entrypoint,
+    """Hypothesis drives the examples from a worker thread; each example's
+    round trip runs on this test's event loop, against one daemon."""
+    token = trio.lowlevel.current_trio_token()
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        env=st.lists(st.from_regex(r"[A-Z]{1,6}=[a-z0-9 ]{0,6}", fullmatch=True), max_size=3),
+        working_dir=st.sampled_from(["", "/", "/tmp", "/etc"]),
+        mount_count=st.integers(0, 2),
+        cpu=st.integers(0, os.cpu_count() or 1),
+        memory=st.sampled_from([0, 32 << 20, 300 << 20]),
+        elevated=st.booleans(),
+        propagation=PROPAGATIONS,
+        shutdown_ms=st.sampled_from([0, 500, 5000]),
+        entrypoint=ENTRYPOINTS,
     )
+    def example(
+        env: list[str],
+        working_dir: str,
+        mount_count: int,
+        cpu: int,
+        memory: int,
+        elevated: bool,
+        propagation: str,
+        shutdown_ms: int,
+        entrypoint: str,
+    ) -> None:
+        sources = [tmp_path / f"m{i}" for i in range(mount_count)]
+        for source in sources:
+            source.mkdir(exist_ok=True)
+        asked = container(
+            rootfs,
+            netns_name,
+            name=f"p{uuid.uuid4().hex[:8]}",
+            env=env,
+            working_dir=working_dir,
+            mounts=[MountInfo(str(s), f"/mnt/{s.name}") for s in sources],
+            cpu=cpu,
+            memory=memory,
+            elevated=elevated,
+            rootfs_propagation=propagation,
+            shutdown_timeout_ns=shutdown_ms * 10**6,
+            entrypoint=entrypoint,
+        )
+        # The documented defaults, stated here rather than asked of the code under test.
+        expected = dataclasses.replace(
+            asked,
+            env=env if any(e.startswith("PATH=") for e in env) else [f"PATH={DEFAULT_PATH}", *env],
+            mounts=[MountInfo(str(s), f"/mnt/{s.name}", "bind", ["rbind"]) for s in sources],
+            cpu=cpu or 1,
+            memory=memory or 268435456,
+            shutdown_timeout_ns=(shutdown_ms or 3000) * 10**6,
+            logs=[],
+            stats=[],
+        )
+        got = trio.from_thread.run(round_trip, asked, trio_token=token)
+        assert dataclasses.replace(got, task=None, created_at=expected.created_at) == expected
+        assert got.created_at.seconds > 0
+        assert got.task is not None and got.task.status == "running"
 
-    async def round_trip() -> None:
-        async with open_daemon(daemon_config) as daemon, open_client(broker) as bus:
-            contd = ContainerClient(bus, timeout=60)
-            await contd.run(ns, asked)
-            try:
-                got = await contd.inspect(ns, asked.name)
-                expected = prepare_run(ns, asked, LocalHost(daemon.module.host.facts)).container
-                assert dataclasses.replace(got, task=None, created_at=expected.created_at) == expected
-                assert got.created_at.seconds > 0
-                assert got.task is not None and got.task.status == "running"
-            finally:
-                await daemon.module.delete(ns, asked.name)
+    async def round_trip(asked: Container) -> Container:
+        await contd.run(ns, asked)
+        got = await contd.inspect(ns, asked.name)
+        await contd.delete(ns, asked.name)
+        return got
 
-    trio_asyncio.run(round_trip)
+    await trio.to_thread.run_sync(example)
 
 
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "zbus-golden" / "go-container-v1.0.1.json"
 
 
 async def test_go_shaped_payloads(
-    daemon: Daemon, broker: str, netns_name: str, rootfs: Path, tmp_path: Path
+    daemon: Daemon, broker: str, ns: str, netns_name: str, rootfs: Path, tmp_path: Path
 ) -> None:
     """Drive the module with the bytes Go stubs send: Go field names, ints
-    as int64/uint64, durations in ns, times as the timestamp extension."""
+    as int64/uint64, durations in ns, times as the timestamp extension. Only
+    the namespace ("ns1" in the capture) and the Container's host paths are
+    replaced, re-encoded the way Go encodes them."""
     r = redis.Redis(**parse_broker_url(broker).redis_kwargs())
     vectors = {v["name"]: v for v in json.loads(GOLDEN.read_text())["vectors"]}
     queue = "container.container@0.0.1"
 
     def go_request(vector_name: str, *, patch: dict[str, Any] | None = None) -> tuple[str, bytes]:
-        raw = bytes.fromhex(vectors[vector_name]["hex"])
-        if patch is None:
-            return codec.decode_request(raw).reply_to, raw
-        request = msgpack.unpackb(raw, raw=False, timestamp=0)
-        value = msgpack.unpackb(request["Inputs"][1], raw=False, timestamp=0)
-        value.update(patch)
-        request["Inputs"][1] = go_pack(value)
+        request = msgpack.unpackb(bytes.fromhex(vectors[vector_name]["hex"]), raw=False, timestamp=0)
+        if request["Inputs"]:
+            assert msgpack.unpackb(request["Inputs"][0]) == "ns1"
+            request["Inputs"][0] = go_pack(ns)
+        if patch is not None:
+            value = msgpack.unpackb(request["Inputs"][1], raw=False, timestamp=0)
+            value.update(patch)
+            request["Inputs"][1] = go_pack(value)
         return request["ReplyTo"], go_pack(request)
 
     async def call(reply_to: str, payload: bytes) -> codec.Response:
@@ -438,26 +495,24 @@ async def test_go_shaped_payloads(
         "Mounts": [{"Source": str(data), "Target": "/mnt"}],
         "Logs": None,
         "Stats": None,
-        "Entrypoint": COOPERATIVE,
+        "Entrypoint": STEADY,
     }
-    try:
-        answer = await call(*go_request('request Run("ns1", Container{every field set})', patch=patch))
-        assert answer.error is None and answer.output.error is None
-        assert codec.unpack(answer.output.data or b"") == "c1"
-        answer = await call(*go_request('request Inspect("ns1", ContainerID("c1"))'))
-        inspected = codec.unpack(answer.output.data or b"")
-        go_keys = set(codec.unpack(bytes.fromhex(vectors["a Go value: Container{} (zero value)"]["hex"])))
-        assert go_keys <= set(inspected)  # every Go field, plus the extra task facts
-        assert inspected["Name"] == "c1" and inspected["Elevated"] is True
-        assert inspected["ShutdownTimeout"] == 5 * 10**9 and inspected["RootFsPropagation"] == "rshared"
-        assert inspected["Mounts"] == [
-            {"Source": str(data), "Target": "/mnt", "Type": "bind", "Options": ["rbind"]}
-        ]
-        assert isinstance(inspected["CreatedAt"], msgpack.Timestamp) and inspected["Status"] == "running"
-        answer = await call(*go_request('request Exec("ns1", "c1", 5s, "/bin/sh", "-c", "exit 3")'))
-        assert answer.error is None
-        assert answer.output.error is not None and "non-zero exit code: 3" in answer.output.error
-        answer = await call(*go_request("request ListNS()"))
-        assert "ns1" in codec.unpack(answer.output.data or b"")
-    finally:
-        await daemon.module.delete("ns1", "c1")
+    answer = await call(*go_request('request Run("ns1", Container{every field set})', patch=patch))
+    assert answer.error is None and answer.output.error is None
+    assert codec.unpack(answer.output.data or b"") == "c1"
+    answer = await call(*go_request('request Inspect("ns1", ContainerID("c1"))'))
+    inspected = codec.unpack(answer.output.data or b"")
+    go_keys = set(codec.unpack(bytes.fromhex(vectors["a Go value: Container{} (zero value)"]["hex"])))
+    assert go_keys <= set(inspected)  # every Go field, plus the extra task facts
+    assert inspected["Name"] == "c1" and inspected["Elevated"] is True
+    assert inspected["ShutdownTimeout"] == 5 * 10**9 and inspected["RootFsPropagation"] == "rshared"
+    assert inspected["Mounts"] == [
+        {"Source": str(data), "Target": "/mnt", "Type": "bind", "Options": ["rbind"]}
+    ]
+    assert isinstance(inspected["CreatedAt"], msgpack.Timestamp) and inspected["Status"] == "running"
+    answer = await call(*go_request('request Exec("ns1", "c1", 5s, "/bin/sh", "-c", "exit 3")'))
+    assert answer.error is None
+    assert answer.output.error is not None and "non-zero exit code: 3" in answer.output.error
+    answer = await call(*go_request("request ListNS()"))
+    assert ns in codec.unpack(answer.output.data or b"")
+    await daemon.module.delete(ns, "c1")

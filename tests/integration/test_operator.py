@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import trio
 
-from contd_trio.app import Daemon
+from contd_trio import ctl
+from contd_trio.app import Daemon, open_daemon
+from contd_trio.config import Config
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, NetworkInfo
-from contd_trio.zbus.client import open_client
+from contd_trio.zbus.client import Client, open_client
 from contd_trio.zbus.errors import CallError
-from tests.helpers import wait_until
+from contd_trio.zbus.transport import parse_broker_url
+from tests.helpers import STEADY, UNTIL_TERM, wait_until
 from tools import services
 
 BIN = Path(sys.executable).parent
-COOPERATIVE = "sh -c 'trap \"exit 0\" TERM; while true; do sleep 0.1 & wait; done'"
-TICKING = "sh -c 'trap \"exit 0\" TERM; while true; do echo tick; sleep 0.2 & wait; done'"
+TICKING = "sh -c 'trap \"exit 0\" TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2 & wait; done'"
 LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING|ERROR)\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \S.*$")
 
 
@@ -37,6 +43,12 @@ async def wait_exit(process: subprocess.Popen[bytes], timeout: float = 30) -> in
         while process.poll() is None:
             await trio.sleep(0.05)
     return process.returncode
+
+
+async def run_in_flight(bus: Client) -> bool:
+    """Whether a worker of the daemon is busy with a Run (its status object says)."""
+    status = await bus.status("container", timeout=10)
+    return any(w.state == "busy" and w.action == "[container@0.0.1].Run()" for w in status.workers)
 
 
 async def test_the_seed_command_line_serves_and_stops_on_sigterm(
@@ -58,9 +70,7 @@ async def test_the_seed_command_line_serves_and_stops_on_sigterm(
             await bus.status("container", timeout=30)
             await contd.run(
                 ns,
-                Container(
-                    name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=COOPERATIVE
-                ),
+                Container(name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY),
             )
             assert (await contd.inspect(ns, "c1")).task.status == "running"  # type: ignore[union-attr]
             with pytest.raises(CallError, match="not found"):
@@ -97,9 +107,9 @@ async def test_sigterm_during_a_slow_run(
         "-containerd",
         str(containerd.address),
         "-start-settle",
-        "3s",
+        "2s",
     ]
-    spec = Container(name="slow", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=COOPERATIVE)
+    spec = Container(name="slow", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY)
     async with open_client(broker) as bus:
         contd = ContainerClient(bus, timeout=60)
         # With time to finish, the Run in flight completes, and the daemon exits 0.
@@ -107,27 +117,87 @@ async def test_sigterm_during_a_slow_run(
         await bus.status("container", timeout=30)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(contd.run, ns, spec)
-            await trio.sleep(1.5)
+            await wait_until(lambda: run_in_flight(bus))
             daemon.send_signal(signal.SIGTERM)
         assert await wait_exit(daemon) == 0
         # Containers keep running without the daemon.
         assert services.ctr(containerd.address, "tasks", "list", "-q", namespace=ns).split() == ["slow"]
-        # Without time enough, the Run is cancelled, rolled back and answered; exit 0 still.
+        # Without time enough (its 2 s settle window against 500 ms of grace),
+        # the Run is cancelled, rolled back and answered; exit 0 still.
         daemon = start_contd([*common, "-shutdown-grace", "500ms"], tmp_path / "b.log")
         await bus.status("container", timeout=30)
         await contd.delete(ns, "slow")
         spec.name = "slow2"
+
+        async def stop_during_the_run() -> None:
+            await wait_until(lambda: run_in_flight(bus))
+            daemon.send_signal(signal.SIGTERM)
+
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_signal_later, daemon, 1.0)
+            nursery.start_soon(stop_during_the_run)
             with pytest.raises(CallError, match="cancelled: the daemon is shutting down"):
                 await contd.run(ns, spec)
         assert await wait_exit(daemon) == 0
     assert services.ctr(containerd.address, "containers", "list", "-q", namespace=ns).split() == []
+    assert not (tmp_path / "root" / "logs" / ns / "slow2.log").exists()
 
 
-async def _signal_later(process: subprocess.Popen[bytes], delay: float) -> None:
-    await trio.sleep(delay)
-    process.send_signal(signal.SIGTERM)
+async def test_a_second_signal_cuts_the_grace_short(
+    broker: str,
+    containerd: services.ContainerdService,
+    tmp_path: Path,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    log_path = tmp_path / "contd.log"
+    root = tmp_path / "root"
+    daemon = start_contd(
+        [
+            *("-broker", broker, "-root", str(root), "-containerd", str(containerd.address)),
+            *("-start-settle", "30s", "-shutdown-grace", "60s"),
+        ],
+        log_path,
+    )
+    spec = Container(name="slow", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY)
+    try:
+        async with open_client(broker) as bus, trio.open_nursery() as nursery:
+            await bus.status("container", timeout=30)
+            # Its answer may never come: the second signal stops everything at once.
+            nursery.start_soon(ContainerClient(bus, timeout=60).run, ns, spec)
+            await wait_until(lambda: run_in_flight(bus))
+            daemon.send_signal(signal.SIGTERM)
+            await wait_until(lambda: "stopping signal=SIGTERM" in log_path.read_text())
+            daemon.send_signal(signal.SIGTERM)
+            # Well before the Run's 30 s settle window (and the 60 s of grace) would end.
+            assert await wait_exit(daemon, timeout=15) == 0
+            nursery.cancel_scope.cancel()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert "stopping now signal=SIGTERM" in log_path.read_text()
+    # Cut short, the Run was still rolled back.
+    assert services.ctr(containerd.address, "containers", "list", "-q", namespace=ns).split() == []
+    assert not (root / "logs" / ns / "slow.log").exists()
+
+
+async def test_a_run_past_the_request_timeout_is_answered_and_rolled_back(
+    daemon_config: Config,
+    broker: str,
+    containerd: services.ContainerdService,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    config = dataclasses.replace(daemon_config, request_timeout=1.0, start_settle=5.0)
+    spec = Container(name="slow", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY)
+    async with open_daemon(config), open_client(broker) as bus:
+        contd = ContainerClient(bus, timeout=30)
+        with pytest.raises(CallError, match=r"^\[container@0\.0\.1\]\.Run\(\) timed out after 1 seconds$"):
+            await contd.run(ns, spec)
+        assert services.ctr(containerd.address, "containers", "list", "-q", namespace=ns).split() == []
+        assert not (config.root / "logs" / ns / "slow.log").exists()
+        assert await contd.list_containers(ns) == []  # and it serves on
 
 
 async def test_start_up_before_redis_and_containerd_exist(
@@ -160,9 +230,7 @@ async def test_start_up_before_redis_and_containerd_exist(
             contd = ContainerClient(bus, timeout=60)
             await contd.run(
                 ns,
-                Container(
-                    name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=COOPERATIVE
-                ),
+                Container(name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY),
             )
             await contd.delete(ns, "c1")
         daemon.send_signal(signal.SIGTERM)
@@ -240,7 +308,7 @@ async def test_the_repl_driven_through_a_pipe(
 ) -> None:
     script = f"""
 net = NetworkInfo({netns_name!r})
-c = Container(name="r1", rootfs={str(rootfs)!r}, network=net, entrypoint={COOPERATIVE!r})
+c = Container(name="r1", rootfs={str(rootfs)!r}, network=net, entrypoint={STEADY!r})
 print(await contd.run({ns!r}, c))
 info = await contd.inspect({ns!r}, "r1")
 print(info.task.status, info.entrypoint == c.entrypoint)
@@ -268,21 +336,79 @@ print("done")
     assert "Traceback" not in err
 
 
+async def test_ctrl_c_in_the_repl_cancels_the_running_command(daemon: Daemon, broker: str) -> None:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "contd_trio.repl", "-broker", broker],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    out = Collected(process.stdout)
+    err = Collected(process.stderr)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(out.read)
+            nursery.start_soon(err.read)
+            await process.stdin.send_all(b'print("sleeping", flush=True); await trio.sleep(60)\n')
+            await wait_until(lambda: "sleeping" in out.text)
+            process.send_signal(signal.SIGINT)
+            await wait_until(lambda: "cancelled" in err.text)
+            # The console carries on with the next line.
+            await process.stdin.send_all(b'print("after", flush=True)\n')
+            await process.stdin.aclose()
+            with trio.fail_after(15):
+                assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert out.text.splitlines() == ["sleeping", "after"]
+    assert err.text.strip() == "cancelled"
+
+
+class Collected:
+    """What a process writes on one of its pipes."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.chunks: list[bytes] = []
+
+    async def read(self) -> None:
+        async with self.stream:
+            while chunk := await self.stream.receive_some():
+                self.chunks.append(bytes(chunk))
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.chunks).decode()
+
+
 # -- contdctl ------------------------------------------------------------------------------
 
 
-async def contdctl(broker: str, *args: str, check: bool = True) -> tuple[int, str, str]:
+def ctl_command(broker: str | None, *args: str) -> list[str]:
+    """contdctl's command line; with no ``broker``, it comes from $CONTD_BROKER."""
+    return [sys.executable, "-m", "contd_trio.ctl", *(["-broker", broker] if broker else []), *args]
+
+
+async def contdctl(
+    broker: str | None, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     result = await trio.run_process(
-        [sys.executable, "-m", "contd_trio.ctl", "-broker", broker, *args],
+        ctl_command(broker, *args),
         capture_stdout=True,
         capture_stderr=True,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     if check and result.returncode != 0:
         raise AssertionError(
             f"contdctl {' '.join(args)} exited {result.returncode}: {result.stderr.decode()}"
         )
     return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+EVENTS_CHANNEL = "container.container@0.0.1.Events"
 
 
 class Follower:
@@ -294,20 +420,19 @@ class Follower:
         self.done = trio.Event()
 
     @classmethod
-    async def start(cls, broker: str, *args: str) -> Follower:
+    async def start(cls, broker: str | None, *args: str, env: dict[str, str] | None = None) -> Follower:
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "contd_trio.ctl", "-broker", broker, *args], stdout=subprocess.PIPE
+            ctl_command(broker, *args), stdout=subprocess.PIPE, env={**os.environ, **(env or {})}
         )
         follower = cls(process)
         trio.lowlevel.spawn_system_task(follower._read)
-        await trio.sleep(0.5)  # subscribed by then
         return follower
 
     async def _read(self) -> None:
         assert self.process.stdout is not None
         async with self.process.stdout:
             while chunk := await self.process.stdout.receive_some():
-                self.chunks.append(chunk)
+                self.chunks.append(bytes(chunk))
         self.done.set()
 
     @property
@@ -320,9 +445,10 @@ class Follower:
             await self.done.wait()
         return code
 
-    async def stop(self) -> str:
+    async def interrupt(self) -> str:
+        """Ctrl-C: it leaves with exit code 130; returns what it printed."""
         self.process.send_signal(signal.SIGINT)
-        await self.wait()
+        assert await self.wait() == 130
         return self.output
 
 
@@ -331,41 +457,33 @@ async def contdctl_json(broker: str, *args: str) -> Any:
     return json.loads(out)
 
 
+async def concurrently(*calls: Awaitable[Any]) -> list[Any]:
+    """The results of ``calls`` run at once, in order (each contdctl is a
+    Python start-up: one after the other, they made this file slow)."""
+    results: list[Any] = [None] * len(calls)
+
+    async def one(index: int, call: Awaitable[Any]) -> None:
+        results[index] = await call
+
+    async with trio.open_nursery() as nursery:
+        for index, call in enumerate(calls):
+            nursery.start_soon(one, index, call)
+    return results
+
+
 async def test_contdctl_every_command_in_both_modes(
     daemon: Daemon, broker: str, ns: str, netns_name: str, rootfs: Path, tmp_path: Path
 ) -> None:
-    script = "sh -c 'echo hello from c1; trap \"exit 0\" TERM; while true; do sleep 0.1 & wait; done'"
+    script = f"sh -c 'echo hello from c1; {UNTIL_TERM}'"
     share = tmp_path / "share"  # not tmp_path: it holds the daemon's root, which no container may see
     share.mkdir()
-    _, out, _ = await contdctl(
-        broker,
-        "run",
-        "--ns",
-        ns,
-        "--name",
-        "c1",
-        "--rootfs",
-        str(rootfs),
-        "--netns",
-        netns_name,
-        "--entrypoint",
-        script,
-        "--env",
-        "A=1",
-        "--mount",
-        f"{share}:/mnt",
-        "--workdir",
-        "/tmp",
-        "--cpu",
-        "1",
-        "--memory",
-        "128M",
-        "--shutdown-timeout",
-        "5s",
-    )
-    assert out.strip() == "c1"
-    spec = tmp_path / "c2.json"
-    spec.write_text(
+    from_flags = [
+        *("--name", "c1", "--rootfs", str(rootfs), "--netns", netns_name, "--entrypoint", script),
+        *("--env", "A=1", "--mount", f"{share}:/mnt", "--workdir", "/tmp", "--cpu", "1"),
+        *("--memory", "128M", "--shutdown-timeout", "5s"),
+    ]
+    json_spec = tmp_path / "c2.json"
+    json_spec.write_text(
         json.dumps(
             {
                 "Name": "c2",
@@ -377,81 +495,140 @@ async def test_contdctl_every_command_in_both_modes(
             }
         )
     )
-    assert await contdctl_json(broker, "run", "--ns", ns, "--file", str(spec)) == {"ID": "c2"}
     toml_spec = tmp_path / "c3.toml"
     toml_spec.write_text(
-        f'Name = "c3"\nRootFS = "{rootfs}"\nEntrypoint = "sleep 100"\n[Network]\nNamespace = "{netns_name}"\n'
+        f'Name = "c3"\nRootFS = "{rootfs}"\nEntrypoint = {json.dumps(STEADY)}\n'
+        f'[Network]\nNamespace = "{netns_name}"\n'
     )
-    await contdctl(broker, "run", "--ns", ns, "--file", str(toml_spec))
-
-    _, out, _ = await contdctl(broker, "inspect", ns, "c1")
-    assert re.search(r"^Status\s+running$", out, re.M) and re.search(r"^Memory\s+134217728$", out, re.M)
-    assert re.search(r"^ShutdownTimeout\s+5s$", out, re.M) and re.search(r"^Mounts\s+\S+:/mnt$", out, re.M)
-    inspected = await contdctl_json(broker, "inspect", ns, "c2")
-    assert (
-        inspected["Memory"] == 64 << 20
-        and inspected["ShutdownTimeout"] == 2 * 10**9
-        and inspected["Status"] == "running"
+    (_, out, _), run_json, _ = await concurrently(
+        contdctl(broker, "run", "--ns", ns, *from_flags),
+        contdctl_json(broker, "run", "--ns", ns, "--file", str(json_spec)),
+        contdctl(broker, "run", "--ns", ns, "--file", str(toml_spec)),
     )
+    assert out.strip() == "c1" and run_json == {"ID": "c2"}
 
-    _, out, _ = await contdctl(broker, "ls", ns)
-    assert out.splitlines()[0].split() == ["ID", "STATUS", "PID", "RESTARTS", "ENTRYPOINT"]
-    assert [line.split()[:2] for line in out.splitlines()[1:]] == [
+    (
+        (_, inspect_c1, _),
+        inspect_c2,
+        (_, ls_out, _),
+        ls_json,
+        (_, ls_json_first, _),
+        (_, ns_out, _),
+        ns_json,
+        (_, exec_out, _),
+        exec_json,
+        (exec_code, _, exec_err),
+        (_, logs_out, _),
+        logs_json,
+        (_, status_out, _),
+        status_json,
+    ) = await concurrently(
+        contdctl(broker, "inspect", ns, "c1"),
+        contdctl_json(broker, "inspect", ns, "c2"),
+        contdctl(broker, "ls", ns),
+        contdctl_json(broker, "ls", ns),
+        contdctl(broker, "--json", "ls", ns),  # --json before the command too
+        contdctl(None, "ns", env={"CONTD_BROKER": broker}),  # the broker from the environment
+        contdctl_json(broker, "ns"),
+        contdctl(broker, "exec", ns, "c1", "--", "sh", "-c", "test $A = 1"),
+        contdctl_json(broker, "exec", ns, "c1", "--", "true"),
+        contdctl(broker, "exec", ns, "c1", "--timeout", "5s", "--", "sh", "-c", "exit 4", check=False),
+        contdctl(broker, "logs", ns, "c1"),
+        contdctl_json(broker, "logs", ns, "c1"),
+        contdctl(broker, "status"),
+        contdctl_json(broker, "status"),
+    )
+    assert re.search(r"^Status\s+running$", inspect_c1, re.M)
+    assert re.search(r"^Memory\s+134217728$", inspect_c1, re.M)
+    assert re.search(r"^ShutdownTimeout\s+5s$", inspect_c1, re.M)
+    assert re.search(r"^Mounts\s+\S+:/mnt$", inspect_c1, re.M)
+    assert inspect_c2["Memory"] == 64 << 20 and inspect_c2["ShutdownTimeout"] == 2 * 10**9
+    assert inspect_c2["Status"] == "running"
+    assert ls_out.splitlines()[0].split() == ["ID", "STATUS", "PID", "RESTARTS", "ENTRYPOINT"]
+    assert [line.split()[:2] for line in ls_out.splitlines()[1:]] == [
         ["c1", "running"],
         ["c2", "running"],
         ["c3", "running"],
     ]
-    assert await contdctl_json(broker, "ls", ns) == ["c1", "c2", "c3"]
-    _, out, _ = await contdctl(broker, "ns")
-    assert ns in out.splitlines()
-    assert ns in await contdctl_json(broker, "ns")
+    assert ls_json == json.loads(ls_json_first) == ["c1", "c2", "c3"]
+    assert ns in ns_out.splitlines() and ns in ns_json
+    assert exec_out == "" and exec_json == {"ExitStatus": 0}
+    assert exec_code == 1 and "non-zero exit code: 4" in exec_err
+    assert logs_out == "hello from c1\n" and logs_json == {"Logs": "hello from c1\n"}
+    assert status_out.startswith("module container: objects container@0.0.1; workers")
+    assert "WORKER  STATE" in status_out
+    assert status_json["Objects"] == [{"Name": "container", "Version": "0.0.1"}]
+    assert len(status_json["Workers"]) == 64
 
-    _, out, _ = await contdctl(broker, "exec", ns, "c1", "--", "sh", "-c", "test $A = 1")
-    assert out == ""
-    assert await contdctl_json(broker, "exec", ns, "c1", "--", "true") == {"ExitStatus": 0}
-    code, _, err = await contdctl(
-        broker, "exec", ns, "c1", "--timeout", "5s", "--", "sh", "-c", "exit 4", check=False
+    # events and logs --follow run until stopped: start them (seen subscribed), act, then read them.
+    bus = redis.Redis(**parse_broker_url(broker).redis_kwargs())
+    from_env = {"CONTD_BROKER": broker, "CONTD_ROOT": str(daemon.config.root)}
+    subscribers = bus.pubsub_numsub(EVENTS_CHANNEL)[0][1]
+    followers: dict[str, Follower] = {}
+    try:
+        followers["events"] = await Follower.start(broker, "events", "--ns", ns)
+        followers["events-json"] = await Follower.start(broker, "--json", "events", "--ns", ns)
+        followers["logs"] = await Follower.start(None, "logs", ns, "c2", "--follow", env=from_env)
+        await wait_until(lambda: bus.pubsub_numsub(EVENTS_CHANNEL)[0][1] == subscribers + 3)
+        # logs --follow prints what c2 writes from now on.
+        written = (daemon.config.root / "logs" / ns / "c2.log").read_text().splitlines()
+        later = f"tick {int(written[-1].split()[1]) + 2}\n"
+        await wait_until(lambda: later in followers["logs"].output)
+        _, signalled = await concurrently(
+            contdctl(broker, "signal-delete", ns, "c3"), contdctl_json(broker, "signal-delete", ns, "c2")
+        )
+        assert signalled == {"Signalled": "c2"}
+        await wait_until(lambda: all(f"{ns}/{c}  exited" in followers["events"].output for c in ("c2", "c3")))
+        (_, out, _), deleted = await concurrently(
+            contdctl(broker, "delete", ns, "c2"), contdctl_json(broker, "delete", ns, "c3")
+        )
+        assert out.strip() == f"deleted {ns}/c2" and deleted == {"Deleted": "c3"}
+        # logs --follow ends by itself once its container is deleted.
+        assert await followers["logs"].wait() == 0
+        follow_out = followers["logs"].output
+        assert follow_out.startswith("tick ") and later in follow_out
+        for name in ("events", "events-json"):
+            await wait_until(lambda name=name: followers[name].output.count("deleted") == 2)
+        events_out = await followers["events"].interrupt()
+        kinds = [line.split()[1:3] for line in events_out.splitlines()]
+        assert [f"{ns}/c3", "exited"] in kinds and [f"{ns}/c2", "deleted"] in kinds
+        events = [json.loads(line) for line in (await followers["events-json"].interrupt()).splitlines()]
+        assert {"Namespace": ns, "ID": "c3", "Kind": "deleted"}.items() <= next(
+            e for e in events if e["ID"] == "c3" and e["Kind"] == "deleted"
+        ).items()
+    finally:
+        for follower in followers.values():
+            if follower.process.returncode is None:
+                follower.process.kill()
+
+    (code, _, err), (usage_code, _, usage_err), _ = await concurrently(
+        contdctl(broker, "delete", ns, "c2", check=False),
+        contdctl(broker, "run", "--ns", ns, "--name", "x", check=False),
+        contdctl(broker, "delete", ns, "c1"),
     )
-    assert code == 1 and "non-zero exit code: 4" in err
-
-    _, out, _ = await contdctl(broker, "logs", ns, "c1")
-    assert out == "hello from c1\n"
-    assert await contdctl_json(broker, "logs", ns, "c1") == {"Logs": "hello from c1\n"}
-
-    _, out, _ = await contdctl(broker, "status")
-    assert out.startswith("module container: objects container@0.0.1; workers")
-    assert "WORKER  STATE" in out
-    status = await contdctl_json(broker, "status")
-    assert status["Objects"] == [{"Name": "container", "Version": "0.0.1"}] and len(status["Workers"]) == 64
-
-    # events and logs --follow run until stopped: start them, act, then read what they printed.
-    followers = {
-        "events": await Follower.start(broker, "events", "--ns", ns),
-        "events-json": await Follower.start(broker, "events", "--ns", ns, "--json"),
-        "logs": await Follower.start(broker, "logs", ns, "c2", "--follow", "--root", str(daemon.config.root)),
-    }
-    await trio.sleep(1.5)
-    await contdctl(broker, "signal-delete", ns, "c3")
-    assert await contdctl_json(broker, "signal-delete", ns, "c2") == {"Signalled": "c2"}
-    await trio.sleep(1.0)
-    _, out, _ = await contdctl(broker, "delete", ns, "c2")
-    assert out.strip() == f"deleted {ns}/c2"
-    assert await contdctl_json(broker, "delete", ns, "c3") == {"Deleted": "c3"}
-    # logs --follow ends by itself once its container is deleted.
-    assert await followers["logs"].wait() == 0
-    logs_out = followers["logs"].output
-    assert logs_out.startswith("tick\n") and logs_out.count("tick") >= 5
-    await trio.sleep(1.0)
-    events_out = await followers["events"].stop()
-    kinds = [line.split()[1:3] for line in events_out.splitlines()]
-    assert [f"{ns}/c3", "exited"] in kinds and [f"{ns}/c2", "deleted"] in kinds
-    events = [json.loads(line) for line in (await followers["events-json"].stop()).splitlines()]
-    assert {"Namespace": ns, "ID": "c3", "Kind": "deleted"}.items() <= next(
-        e for e in events if e["ID"] == "c3" and e["Kind"] == "deleted"
-    ).items()
-
-    code, _, err = await contdctl(broker, "delete", ns, "c2", check=False)
     assert code == 1 and f"container c2 not found in namespace {ns}" in err
-    code, _, err = await contdctl(broker, "run", "--ns", ns, "--name", "x", check=False)
-    assert code == 2 and "needs --name and --rootfs" in err
-    await contdctl(broker, "delete", ns, "c1")
+    assert usage_code == 2 and "needs --name and --rootfs" in usage_err
+
+
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        ([], "run needs --name and --rootfs (or --file)"),
+        (["--mount", "/tmp"], "--mount '/tmp': expecting SRC:DST"),
+        (["--mount", ":/mnt"], "--mount ':/mnt': expecting SRC:DST"),
+        (["--env", "NOEQUALS"], "--env 'NOEQUALS': expecting KEY=VALUE"),
+        (["--memory", "256iB"], "invalid size '256iB': use bytes (268435456) or a unit (256M, 1G)"),
+        (
+            ["--shutdown-timeout", "soon"],
+            "invalid duration 'soon': use seconds (300) or a Go duration (5m, 30s, 1m30s, 250ms)",
+        ),
+    ],
+)
+def test_contdctl_refuses_a_bad_run_command_line_with_exit_2(
+    broker: str, flags: list[str], complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In this process (contdctl's main, as its entry point calls it): a process each is slow.
+    complete = ["--name", "x", "--rootfs", "/tmp"] if flags else []
+    assert ctl.main(["-broker", broker, "run", "--ns", "n", *complete, *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"contdctl: {complaint}\n"

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from tools import services
 
 
 def test_private_containerd_runs_the_busybox_rootfs(
-    containerd: services.ContainerdService, busybox_rootfs: Path
+    containerd: services.ContainerdService, busybox_rootfs: Path, ns: str
 ) -> None:
     assert str(containerd.address) != "/run/containerd/containerd.sock"
-    ns = f"t{uuid.uuid4().hex[:8]}"
     out = services.ctr(
         containerd.address,
         "run",

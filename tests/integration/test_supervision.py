@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 import redis
 import trio
 
+from contd_trio import errors
 from contd_trio.app import Daemon, open_daemon
 from contd_trio.config import Config
 from contd_trio.containerd.events import Event, TaskExit
@@ -27,14 +27,12 @@ from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, Logs, LogsRedis, NetworkInfo, Stats
 from contd_trio.zbus.client import open_client
 from contd_trio.zbus.errors import CallError
-from tests.helpers import wait_until
+from tests.helpers import STEADY, UNTIL_TERM, wait_until
 from tools import services
-
-COOPERATIVE = "sh -c 'trap \"exit 0\" TERM; while true; do sleep 0.1 & wait; done'"
 
 
 def container(rootfs: Path, netns: str, name: str = "c1", **fields: Any) -> Container:
-    fields.setdefault("entrypoint", COOPERATIVE)
+    fields.setdefault("entrypoint", STEADY)
     return Container(name=name, rootfs=str(rootfs), network=NetworkInfo(netns), **fields)
 
 
@@ -60,6 +58,31 @@ class EventLog:
         with trio.fail_after(timeout):
             while self.kinds(ns, cid).count(kind) < count:
                 await self._changed.wait()
+
+    async def wait_for_any(self, ns: str, cid: str, kinds: set[str], timeout: float = 20) -> str:
+        """The first of ``kinds`` published for the container from now on."""
+        seen = len(self.kinds(ns, cid))
+        with trio.fail_after(timeout):
+            while not (new := [k for k in self.kinds(ns, cid)[seen:] if k in kinds]):
+                await self._changed.wait()
+        return new[0]
+
+
+async def pid_of(client: ContainerClient, ns: str, cid: str) -> int:
+    task = (await client.inspect(ns, cid)).task
+    assert task is not None and task.status == "running"
+    return task.pid
+
+
+def subscribed(subscriber: redis.client.PubSub, *channels: str) -> redis.client.PubSub:
+    """``subscriber`` once Redis confirmed its subscription to every channel."""
+    subscriber.subscribe(*channels)
+    confirmed = 0
+    while confirmed < len(channels):
+        message = subscriber.get_message(timeout=10)
+        assert message is not None, "no subscription confirmation from Redis"
+        confirmed += message["type"] == "subscribe"
+    return subscriber
 
 
 @pytest.fixture
@@ -146,16 +169,55 @@ async def test_a_crashing_container_is_restarted_then_given_up(
 async def test_delete_and_signal_delete_never_restart(
     client: ContainerClient, event_log: EventLog, ns: str, netns_name: str, rootfs: Path
 ) -> None:
-    await client.run(ns, container(rootfs, netns_name, name="gone"))
-    await client.run(ns, container(rootfs, netns_name, name="going"))
+    for name in ("gone", "going", "clock"):
+        await client.run(ns, container(rootfs, netns_name, name=name))
     await client.delete(ns, "gone")
     await client.signal_delete(ns, "going")
     await event_log.wait_for(ns, "going", "exited")
-    await trio.sleep(1.5)  # several restart delays
+    # The supervisor handled those exits before this crash, and restarts it
+    # after the restart delay: by then any restart of the others was due too.
+    os.kill(await pid_of(client, ns, "clock"), signal.SIGKILL)
+    await event_log.wait_for(ns, "clock", "restarted")
     assert "restarted" not in event_log.kinds(ns, "gone") + event_log.kinds(ns, "going")
     info = await client.inspect(ns, "going")
     assert info.task is not None and info.task.status == "stopped"
     await client.delete(ns, "going")
+    await client.delete(ns, "clock")
+
+
+async def test_a_crash_then_delete_or_signal_delete_during_the_restart_delay_is_never_restarted(
+    daemon_config: Config, broker: str, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    # Long enough a delay to act within it for sure, even on a loaded machine.
+    config = dataclasses.replace(daemon_config, restart_delay=1.5)
+    async with open_daemon(config) as daemon, open_client(broker) as bus, trio.open_nursery() as nursery:
+        client = ContainerClient(bus, timeout=60)
+        event_log = EventLog()
+        await nursery.start(event_log.collect, client)
+        for name in ("deleted", "signalled", "clock"):
+            await client.run(ns, container(rootfs, netns_name, name=name))
+        for name in ("deleted", "signalled"):
+            os.kill(await pid_of(client, ns, name), signal.SIGKILL)
+
+        async def crash_recorded(name: str) -> bool:
+            record = await daemon.containerd.get_container(ns, name)
+            return labels.CRASHES in record.labels
+
+        # The crash was judged (its time recorded): the restart waits out the delay.
+        for name in ("deleted", "signalled"):
+            await wait_until(lambda name=name: crash_recorded(name), interval=0.02)
+        await client.delete(ns, "deleted")
+        await client.signal_delete(ns, "signalled")
+        # A later crash's restart comes one delay later, after theirs was due.
+        os.kill(await pid_of(client, ns, "clock"), signal.SIGKILL)
+        await event_log.wait_for(ns, "clock", "restarted")
+        assert "restarted" not in event_log.kinds(ns, "deleted") + event_log.kinds(ns, "signalled")
+        assert sorted(await client.list_containers(ns)) == ["clock", "signalled"]
+        info = await client.inspect(ns, "signalled")
+        assert info.task is not None and info.task.status == "stopped" and info.task.restarts == 0
+        for name in ("signalled", "clock"):
+            await client.delete(ns, name)
+        nursery.cancel_scope.cancel()
 
 
 async def test_an_oom_kill_is_reported_as_oom(
@@ -174,14 +236,15 @@ async def test_an_oom_kill_is_reported_as_oom(
 async def test_log_lines_reach_a_redis_channel(
     client: ContainerClient, ns: str, netns_name: str, rootfs: Path, backend_redis: services.RedisService
 ) -> None:
-    subscriber = redis.Redis(host="127.0.0.1", port=backend_redis.port).pubsub()
-    subscriber.subscribe(f"{ns}-out", f"{ns}-err")
+    subscriber = subscribed(
+        redis.Redis(host="127.0.0.1", port=backend_redis.port).pubsub(), f"{ns}-out", f"{ns}-err"
+    )
     backends = [
         Logs(
             "redis", LogsRedis(backend_redis.channel_url(f"{ns}-out"), backend_redis.channel_url(f"{ns}-err"))
         )
     ]
-    script = "sh -c 'sleep 0.5; echo to stdout; echo to stderr >&2; sleep 1000'"
+    script = f"sh -c 'echo to stdout; echo to stderr >&2; {UNTIL_TERM}'"
     await client.run(ns, container(rootfs, netns_name, entrypoint=script, logs=backends))
     received: dict[str, list[bytes]] = {}
 
@@ -202,7 +265,8 @@ async def test_the_log_file_rotates_at_the_cap_with_no_line_lost(
     daemon_config: Config, broker: str, ns: str, netns_name: str, rootfs: Path
 ) -> None:
     config = dataclasses.replace(daemon_config, log_max_bytes=4096)
-    script = "sh -c 'i=1; while [ $i -le 600 ]; do printf \"line %06d\\n\" $i; i=$((i+1)); done; sleep 1000'"
+    printing = 'i=1; while [ $i -le 600 ]; do printf "line %06d\\n" $i; i=$((i+1)); done'
+    script = f"sh -c '{printing}; {UNTIL_TERM}'"
     async with open_daemon(config), open_client(broker) as bus:
         client = ContainerClient(bus, timeout=60)
         await client.run(ns, container(rootfs, netns_name, entrypoint=script))
@@ -225,6 +289,40 @@ async def test_the_log_file_rotates_at_the_cap_with_no_line_lost(
         await client.delete(ns, "c1")
 
 
+STATS_KEYS = {"timestamp", "memory_usage", "memory_limit", "memory_cache", "cpu_usage", "pids_current"}
+
+
+class StatsChannel:
+    """The stats a Redis channel receives, read without blocking the loop."""
+
+    def __init__(self, backend: services.RedisService, channel: str) -> None:
+        self.redis = redis.Redis(host="127.0.0.1", port=backend.port)
+        self.subscriber = subscribed(self.redis.pubsub(), channel)
+        self.url = backend.channel_url(channel)
+
+    async def next(self, timeout: float = 10) -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            while True:
+                message = self.subscriber.get_message(ignore_subscribe_messages=True, timeout=0.01)
+                if message:
+                    return json.loads(message["data"])  # type: ignore[no-any-return]
+                await trio.sleep(0.05)
+
+    async def next_after_now(self) -> dict[str, Any]:
+        """The first stats pushed from now on (those already received are dropped)."""
+        while self.subscriber.get_message(ignore_subscribe_messages=True, timeout=0):
+            pass
+        return await self.next()
+
+    def publishers(self) -> list[str]:
+        """The clients of this Redis whose last command was a PUBLISH."""
+        return [c["addr"] for c in self.redis.client_list() if c["cmd"] == "publish"]
+
+    def close(self) -> None:
+        self.subscriber.close()
+        self.redis.close()
+
+
 async def test_stats_reach_a_redis_endpoint_and_resume_after_a_daemon_restart(
     daemon_config: Config,
     broker: str,
@@ -233,41 +331,64 @@ async def test_stats_reach_a_redis_endpoint_and_resume_after_a_daemon_restart(
     rootfs: Path,
     backend_redis: services.RedisService,
 ) -> None:
-    subscriber = redis.Redis(host="127.0.0.1", port=backend_redis.port).pubsub()
-    subscriber.subscribe(f"{ns}-stats")
-
-    async def next_stats(timeout: float = 10) -> dict[str, Any]:
-        with trio.fail_after(timeout):
-            while True:
-                message = subscriber.get_message(ignore_subscribe_messages=True, timeout=0.01)
-                if message:
-                    return json.loads(message["data"])  # type: ignore[no-any-return]
-                await trio.sleep(0.05)
-
-    stats = [Stats("redis", backend_redis.channel_url(f"{ns}-stats"))]
-    async with open_daemon(daemon_config), open_client(broker) as bus:
+    channel = StatsChannel(backend_redis, f"{ns}-stats")
+    stats = [Stats("redis", channel.url)]
+    async with open_daemon(daemon_config) as first, open_client(broker) as bus:
         await ContainerClient(bus).run(ns, container(rootfs, netns_name, stats=stats, memory=64 << 20))
-        metrics = await next_stats()
+        metrics = await channel.next()
+        assert first.stats.running() == {(ns, "c1")}
+        assert channel.publishers()  # the daemon's connection
     assert metrics["memory_limit"] == 64 << 20 and metrics["pids_current"] >= 1
-    assert set(metrics) == {
-        "timestamp",
-        "memory_usage",
-        "memory_limit",
-        "memory_cache",
-        "cpu_usage",
-        "pids_current",
-    }
-    # The daemon is gone: nothing comes.
-    await trio.sleep(2.5)
-    while subscriber.get_message(ignore_subscribe_messages=True, timeout=0.01):
-        pass
-    with pytest.raises(trio.TooSlowError):
-        await next_stats(timeout=2.5)
-    async with open_daemon(daemon_config) as again, open_client(broker) as bus:
-        metrics = await next_stats()
+    assert set(metrics) == STATS_KEYS
+    # The daemon is gone, and with it whatever pushed stats: its connection is closed.
+    await wait_until(lambda: not channel.publishers())
+    async with open_daemon(daemon_config) as again:
+        # Resumed by the new daemon's start-up reconciliation.
+        await wait_until(lambda: again.stats.running() == {(ns, "c1")})
+        metrics = await channel.next_after_now()
         assert metrics["memory_limit"] == 64 << 20
         await again.module.delete(ns, "c1")
-    subscriber.close()
+        assert again.stats.running() == set()
+    channel.close()
+
+
+async def test_stats_monitors_survive_a_crash_restart_and_stop_on_delete_and_give_up(
+    daemon_config: Config,
+    broker: str,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+    backend_redis: services.RedisService,
+) -> None:
+    config = dataclasses.replace(daemon_config, restart_delay=0.3, restart_limit=2)
+    channels = {name: StatsChannel(backend_redis, f"{ns}-{name}") for name in ("kept", "given-up")}
+    async with open_daemon(config) as daemon, open_client(broker) as bus, trio.open_nursery() as nursery:
+        client = ContainerClient(bus, timeout=60)
+        event_log = EventLog()
+        await nursery.start(event_log.collect, client)
+        for name, channel in channels.items():
+            await client.run(
+                ns, container(rootfs, netns_name, name=name, stats=[Stats("redis", channel.url)])
+            )
+        assert daemon.stats.running() == {(ns, "kept"), (ns, "given-up")}
+        # A crash restart keeps the monitor, which reports on the new task.
+        os.kill(await pid_of(client, ns, "kept"), signal.SIGKILL)
+        await event_log.wait_for(ns, "kept", "restarted")
+        assert (ns, "kept") in daemon.stats.running()
+        assert (await channels["kept"].next_after_now())["pids_current"] >= 1
+        # Given up (the second crash within the window): its monitor stops.
+        os.kill(await pid_of(client, ns, "given-up"), signal.SIGKILL)
+        await event_log.wait_for(ns, "given-up", "restarted")
+        os.kill(await pid_of(client, ns, "given-up"), signal.SIGKILL)
+        await event_log.wait_for(ns, "given-up", "failed")
+        assert daemon.stats.running() == {(ns, "kept")}
+        # Deleted: its monitor stops.
+        await client.delete(ns, "kept")
+        assert daemon.stats.running() == set()
+        await client.delete(ns, "given-up")
+        nursery.cancel_scope.cancel()
+    for channel in channels.values():
+        channel.close()
 
 
 def spawn_contd(config: Config, log_path: Path) -> subprocess.Popen[bytes]:
@@ -307,7 +428,10 @@ async def test_containers_survive_a_daemon_sigkill_and_the_dead_are_restarted(
     tmp_path: Path,
     containerd: services.ContainerdService,
 ) -> None:
-    counter = "sh -c 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done'"
+    counter = (
+        "sh -c 'trap \"exit 0\" TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05 & wait; done'"
+    )
+    log_of_a = daemon_config.root / "logs" / ns / "a.log"
     daemon = spawn_contd(daemon_config, tmp_path / "contd.log")
     try:
         async with open_client(broker) as bus:
@@ -319,7 +443,9 @@ async def test_containers_survive_a_daemon_sigkill_and_the_dead_are_restarted(
         daemon.kill()  # SIGKILL: no clean-up of any kind
         daemon.wait()
         services.ctr(containerd.address, "tasks", "kill", "-s", "SIGKILL", "b", namespace=ns)
-        await trio.sleep(1.0)  # a and c keep writing their logs meanwhile
+        # a (and c) keep writing their logs while the daemon is away.
+        lines_then = len(log_of_a.read_text().splitlines())
+        await wait_until(lambda: len(log_of_a.read_text().splitlines()) >= lines_then + 10)
         daemon = spawn_contd(daemon_config, tmp_path / "contd.log")
         async with open_client(broker) as bus:
             client = ContainerClient(bus, timeout=60)
@@ -341,6 +467,78 @@ async def test_containers_survive_a_daemon_sigkill_and_the_dead_are_restarted(
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
+
+
+async def test_reconciliation_after_a_daemon_restart(
+    daemon_config: Config, broker: str, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    """A going-away container is finished off, a given-up one left alone,
+    one that died while the daemon was away restarted."""
+    first_config = dataclasses.replace(daemon_config, restart_delay=0.3, restart_limit=1)
+    async with open_daemon(first_config) as first, open_client(broker) as bus, trio.open_nursery() as nursery:
+        client = ContainerClient(bus, timeout=60)
+        event_log = EventLog()
+        await nursery.start(event_log.collect, client)
+        for name in ("a-failed", "b-going", "c-dead"):
+            await client.run(ns, container(rootfs, netns_name, name=name))
+        os.kill(await pid_of(client, ns, "a-failed"), signal.SIGKILL)
+        await event_log.wait_for(ns, "a-failed", "failed")  # the first crash gives it up
+        failed_before = (await first.containerd.get_container(ns, "a-failed")).labels
+        # What a Delete does first; as if the daemon died right after.
+        await first.containerd.update_labels(ns, "b-going", {labels.GOING_AWAY: "true"})
+        pid_c = await pid_of(client, ns, "c-dead")
+        nursery.cancel_scope.cancel()
+    os.kill(pid_c, signal.SIGKILL)  # dies while no daemon is there
+    async with (
+        open_daemon(daemon_config) as second,
+        open_client(broker) as bus,
+        trio.open_nursery() as nursery,
+    ):
+        client = ContainerClient(bus, timeout=60)
+        event_log = EventLog()
+        await nursery.start(event_log.collect, client)
+        # Start-up reconciliation (containers are listed in name order).
+        await event_log.wait_for(ns, "b-going", "deleted")
+        await event_log.wait_for(ns, "c-dead", "restarted")
+        assert event_log.kinds(ns, "a-failed") == []
+        assert sorted(await client.list_containers(ns)) == ["a-failed", "c-dead"]
+        assert not (daemon_config.root / "logs" / ns / "b-going.log").exists()
+        # Left alone: no task made for it, its labels as they were.
+        with pytest.raises(errors.NotFound):
+            await second.containerd.get_process(ns, "a-failed")
+        assert (await second.containerd.get_container(ns, "a-failed")).labels == failed_before
+        info = await client.inspect(ns, "a-failed")
+        assert info.task is not None and info.task.status == "stopped" and info.task.exit_status == 137
+        for name in ("a-failed", "c-dead"):
+            await client.delete(ns, name)
+        nursery.cancel_scope.cancel()
+
+
+async def test_crash_history_survives_a_daemon_restart(
+    fast_config: Config, broker: str, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    assert fast_config.restart_limit == 3
+    async with open_daemon(fast_config), open_client(broker) as bus, trio.open_nursery() as nursery:
+        client = ContainerClient(bus, timeout=60)
+        event_log = EventLog()
+        await nursery.start(event_log.collect, client)
+        await client.run(ns, container(rootfs, netns_name))
+        for crashes in (1, 2):
+            os.kill(await pid_of(client, ns, "c1"), signal.SIGKILL)
+            await event_log.wait_for(ns, "c1", "restarted", count=crashes)
+        nursery.cancel_scope.cancel()
+    async with open_daemon(fast_config) as again, open_client(broker) as bus, trio.open_nursery() as nursery:
+        client = ContainerClient(bus, timeout=60)
+        event_log = EventLog()
+        await nursery.start(event_log.collect, client)
+        os.kill(await pid_of(client, ns, "c1"), signal.SIGKILL)
+        # The third crash within the window, two of them seen by the daemon before.
+        assert await event_log.wait_for_any(ns, "c1", {"failed", "restarted"}) == "failed"
+        record = await again.containerd.get_container(ns, "c1")
+        assert record.labels[labels.FAILED] == "exited with status 137"
+        assert (await client.inspect(ns, "c1")).task.restarts == 2  # type: ignore[union-attr]
+        await client.delete(ns, "c1")
+        nursery.cancel_scope.cancel()
 
 
 async def test_containerd_restarted_while_containers_run(
@@ -369,7 +567,7 @@ async def test_containerd_restarted_while_containers_run(
             private_containerd.kill()
             # Meanwhile "a" dies: containerd is not there to tell anybody.
             os.kill(pid_a, signal.SIGKILL)
-            await trio.sleep(0.5)
+            await wait_until(lambda: not Path(f"/proc/{pid_a}").exists())  # reaped by its shim
             await trio.to_thread.run_sync(private_containerd.start_again)
             # The gap is noticed, reconciliation restarts "a"...
             await log.wait_for(ns, "a", "restarted", timeout=30)
@@ -384,23 +582,44 @@ async def test_containerd_restarted_while_containers_run(
 
 
 async def test_a_repeated_exit_event_is_handled_once(
-    client: ContainerClient, supervised: Daemon, event_log: EventLog, ns: str, netns_name: str, rootfs: Path
+    client: ContainerClient,
+    supervised: Daemon,
+    event_log: EventLog,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+    containerd: services.ContainerdService,
 ) -> None:
+    """containerd publishes a task's exit a second time when the task's runc
+    shim dies before the task was deleted: the supervisor acts on it once."""
     await client.run(ns, container(rootfs, netns_name))
     pid = (await client.inspect(ns, "c1")).task.pid  # type: ignore[union-attr]
-    os.kill(pid, signal.SIGKILL)
+    filters = [f'namespace=={ns},topic=="/tasks/exit"', f'namespace=={ns},topic=="/containers/update"']
+    async with supervised.containerd.watch_events(filters) as events:
+
+        async def next_event(topic: str) -> Event:
+            with trio.fail_after(20):
+                async for event in events:
+                    if isinstance(event, Event) and event.topic == topic:
+                        return event
+            raise AssertionError("the event stream ended")
+
+        # Subscribed for sure once an event of ours comes through.
+        await supervised.containerd.update_labels(ns, "c1", {"probe": "1"})
+        await next_event("/containers/update")
+        # Holding the container's lock keeps its restart waiting while the
+        # shim is killed: the second exit comes while the task is still there.
+        async with supervised.module.locks.hold((ns, "c1")):
+            os.kill(pid, signal.SIGKILL)
+            first = await next_event("/tasks/exit")
+            [shim] = services.shim_pids(containerd.address, ns)
+            os.kill(shim, signal.SIGKILL)
+            second = await next_event("/tasks/exit")
+    assert isinstance(first.payload, TaskExit) and isinstance(second.payload, TaskExit)
+    assert first.payload.pid == second.payload.pid == pid and second.payload.container_id == "c1"
+    # The restart starts after the second exit was published, and the
+    # supervisor reads events in order: by "restarted" it has seen both.
     await event_log.wait_for(ns, "c1", "restarted")
-    # A dead shim makes containerd publish the same exit again: replay it.
-    repeated = Event(
-        namespace=ns,
-        topic="/tasks/exit",
-        timestamp_ns=time.time_ns(),
-        type_url="containerd.events.TaskExit",
-        payload=TaskExit(container_id="c1", id="c1", pid=pid, exit_status=137),
-    )
-    await supervised.supervisor._dispatch(repeated)
-    await supervised.supervisor._dispatch(repeated)
-    await trio.sleep(1.0)  # past the restart delay
     kinds = event_log.kinds(ns, "c1")
     assert kinds.count("exited") == 1 and kinds.count("restarted") == 1
     info = await client.inspect(ns, "c1")

@@ -231,3 +231,74 @@ def test_invalid_utf8_in_the_envelope_round_trips_byte_for_byte() -> None:
     answer = codec.encode_response(codec.Response(id=request.id))
     assert b"\xa4i\xff\xfed" in answer
     assert codec.wire_key(request.reply_to) == b"r\xffo"
+
+
+# -- decode_request on anything ----------------------------------------------------------
+
+MSGPACK_INTEGERS = st.integers(-(2**63), 2**64 - 1)
+MSGPACK_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | MSGPACK_INTEGERS
+    | st.floats()
+    | st.text()
+    | st.binary()
+    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=12)),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=3) | MSGPACK_INTEGERS | st.binary(max_size=3), children, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+REQUEST_KEYS = st.sampled_from(["ID", "ReplyTo", "Object", "Method", "Inputs", "Name", "Version"])
+REQUEST_LIKE = st.dictionaries(
+    REQUEST_KEYS,
+    MSGPACK_VALUES
+    | st.dictionaries(REQUEST_KEYS, MSGPACK_VALUES, max_size=3)
+    | st.lists(st.binary(max_size=8) | MSGPACK_VALUES, max_size=3),
+    max_size=6,
+)
+
+
+def _decode_or_malformed(payload: bytes) -> None:
+    try:
+        request = codec.decode_request(payload)
+    except codec.MalformedPayload as exc:
+        assert exc.reason
+        assert exc.reply_to is None or (isinstance(exc.reply_to, str) and exc.reply_to)
+        assert isinstance(exc.request_id, str)
+    else:
+        assert isinstance(request.reply_to, str) and request.reply_to
+        assert all(isinstance(item, bytes) for item in request.inputs)
+        assert isinstance(request.id, str) and isinstance(request.method, str)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_are_a_request_or_malformed(payload: bytes) -> None:
+    _decode_or_malformed(payload)
+
+
+@given(MSGPACK_VALUES)
+def test_any_msgpack_value_is_a_request_or_malformed(value: Any) -> None:
+    _decode_or_malformed(msgpack.packb(value, use_bin_type=True))
+
+
+@given(REQUEST_LIKE, st.binary(max_size=8))
+def test_any_request_shaped_map_is_a_request_or_malformed(message: dict[str, Any], tail: bytes) -> None:
+    payload = msgpack.packb(message, use_bin_type=True)
+    _decode_or_malformed(payload)
+    _decode_or_malformed(payload + tail)  # trailing bytes
+    _decode_or_malformed(payload[: len(payload) // 2])  # truncated
+
+
+@given(st.sampled_from(["ID", "ReplyTo", "Method", "Inputs", "Object"]), st.binary(max_size=20))
+def test_a_timestamp_extension_of_any_length_anywhere_is_a_request_or_malformed(
+    key: str, data: bytes
+) -> None:
+    # ext 8 with type -1 (the timestamp), whatever its length; msgpack refuses most lengths.
+    timestamp = b"\xc7" + bytes([len(data)]) + b"\xff" + data
+    fields = {"ID": codec.pack("i"), "ReplyTo": codec.pack("r"), key: timestamp}
+    payload = bytes([0x80 | len(fields)]) + b"".join(codec.pack(k) + v for k, v in fields.items())
+    _decode_or_malformed(payload)

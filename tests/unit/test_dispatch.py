@@ -67,17 +67,19 @@ async def run(method: str, *args: Any) -> codec.Output:
         (request("Add", 1.0, 2.0, 3.0), "invalid number of arguments expecting 2 got 3"),
         (request("Join"), "invalid number of arguments expecting 1 got 0"),
         (request("Add", "x", "y"), "invalid argument type [0] expecting float64 got string"),
-        (request("Add", 1.0, None), None),
         (request("Join", ",", "a", 3), "invalid argument type [2] expecting string got int"),
     ],
 )
-def test_protocol_errors_are_go_worded(req: codec.Request, message: str | None) -> None:
-    if message is None:
-        dispatcher().bind(req)  # nil is Go's zero value: accepted
-        return
+def test_protocol_errors_are_go_worded(req: codec.Request, message: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         dispatcher().bind(req)
     assert caught.value.message == message
+
+
+def test_nil_is_taken_as_the_go_zero_value() -> None:
+    call = dispatcher().bind(request("Add", 1.0, None))
+    assert call.args == (1.0, 0.0)
+    assert trio.run(call.run) == codec.Output(data=codec.pack(1.0))
 
 
 def test_undecodable_argument_is_a_protocol_error() -> None:

@@ -72,7 +72,8 @@ def test_lines_wait_for_redis_but_not_forever() -> None:
     assert channel.pending[0] == b"5"
 
 
-def test_the_installed_shim_runs_without_site_packages(tmp_path: Path) -> None:
+def test_the_shim_is_installed_executable_with_a_no_site_shebang_once(tmp_path: Path) -> None:
+    # That it really runs so: tests/integration/test_logshim_process.py.
     shim = install_logshim(tmp_path / "bin", python="/usr/bin/python3")
     first_line = shim.read_text().splitlines()[0]
     assert first_line == "#!/usr/bin/python3 -S" and shim.stat().st_mode & 0o111

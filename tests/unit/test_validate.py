@@ -7,12 +7,15 @@ one namespace file, and a mount source.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contd_trio.containerd.spec import HostFacts, build_spec, read_spec
 from contd_trio.errors import InvalidArgument
@@ -79,6 +82,46 @@ def test_invalid_identifiers(value: str) -> None:
         f"container name {value!r} is not a valid identifier "
         "(letters, digits, and . _ - between them, at most 76 characters)"
     )
+
+
+ALNUM = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+SEPARATORS = set("._-")
+
+
+def is_containerd_identifier(value: str) -> bool:
+    """containerd's rule, restated without a regular expression."""
+    if not 1 <= len(value) <= 76 or not set(value) <= ALNUM | SEPARATORS:
+        return False
+    if value[0] in SEPARATORS or value[-1] in SEPARATORS:
+        return False
+    return not any(a in SEPARATORS and b in SEPARATORS for a, b in itertools.pairwise(value))
+
+
+IDENTIFIER_LIKE = (
+    st.text(st.sampled_from("aZ09._-"), max_size=12)  # mostly the right characters
+    | st.text(st.sampled_from("aZ09._-"), min_size=70, max_size=80)  # around the length limit
+    | st.text(st.sampled_from("aZ09._-/ \n\0:é"), max_size=80)
+    | st.text(max_size=80)
+)
+WELL_FORMED = st.lists(
+    st.text(st.sampled_from(sorted(ALNUM)), min_size=1, max_size=12), min_size=1, max_size=8
+).flatmap(
+    lambda runs: st.lists(
+        st.sampled_from(sorted(SEPARATORS)), min_size=len(runs) - 1, max_size=len(runs) - 1
+    ).map(lambda seps: "".join(r + s for r, s in zip(runs, [*seps, ""], strict=True)))
+)
+
+
+@settings(max_examples=500)
+@given(IDENTIFIER_LIKE | WELL_FORMED)
+def test_identifiers_are_exactly_containerds(value: str) -> None:
+    if is_containerd_identifier(value):
+        assert validate_identifier("namespace", value) == value
+        # Accepted ones name one path level: nothing to climb out with.
+        assert "/" not in value and value not in (".", "..")
+    else:
+        with pytest.raises(InvalidArgument, match="is not a valid identifier"):
+            validate_identifier("namespace", value)
 
 
 def test_example_message() -> None:
