@@ -1,0 +1,125 @@
+"""Component test of our error handling, with faults injected at the
+containerd channel (``faults.FaultProxy``); it complements the real-process
+tests that kill containerd during an Exec.
+
+Exec leaves nothing behind: whatever containerd call fails (adding the
+process, starting it, waiting for it, killing it when it ran too long,
+deleting it), the exec process is gone from containerd, the container runs
+no more processes than before, and no ``<root>/exec/...`` output file is
+left, once the answer is given and containerd answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from contd_trio import errors
+from contd_trio.app import Daemon
+from contd_trio.module.client import ContainerClient
+from contd_trio.zbus.errors import CallError
+from tests.component.faults import Call, FaultProxy, Rule
+from tests.component.support import (
+    Leftovers,
+    aimed,
+    call_log,
+    calls_of,
+    container,
+    locks_released,
+    outage_once_done,
+    unavailable,
+    where,
+)
+
+#: A command and its Exec timeout: one that exits at once, one killed for running too long.
+EXECS = {"quick": (("true",), 10.0), "timed_out": (("sleep", "1000"), 0.2)}
+
+
+async def exec_leftovers(
+    leftovers: Leftovers, ns: str, cid: str, exec_ids: set[str], pids: list[int], timeout: float
+) -> list[str]:
+    """What is left of the exec processes after up to ``timeout`` seconds."""
+    left: list[str] = []
+    with trio.move_on_after(timeout):
+        while True:
+            left = [
+                item
+                for item in await leftovers.of(ns, cid, tuple(sorted(exec_ids)))
+                if item.startswith("exec")
+            ]
+            now = await leftovers.real.pids(ns, cid)
+            if sorted(now) != sorted(pids):
+                left.append(f"processes {sorted(set(now) - set(pids))} in the container")
+            if not left:
+                return left
+            await trio.sleep(0.05)
+    return left
+
+
+@pytest.mark.parametrize("fault", [unavailable, outage_once_done], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("kind", list(EXECS))
+async def test_an_exec_that_failed_leaves_nothing(
+    kind: str,
+    fault: Callable[[FaultProxy, Call], Rule],
+    contd: ContainerClient,
+    daemon: Daemon,
+    proxy: FaultProxy,
+    leftovers: Leftovers,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    args, timeout = EXECS[kind]
+    await contd.run(ns, container(rootfs, netns_name, "c1"))
+    pids = await leftovers.real.pids(ns, "c1")
+    since = len(proxy.calls)
+    with pytest.raises(CallError) if kind == "timed_out" else contextlib.nullcontext():
+        await contd.exec_process(ns, "c1", *args, timeout=timeout)
+    trace = calls_of(proxy, "Exec", since)
+    assert trace, "an Exec made no containerd call"
+    problems = []
+    for index, call in enumerate(trace):
+        rule = proxy.add(aimed(fault(proxy, call), trace, index, "Exec", "c1"))
+        before = len(proxy.calls)
+        answer = "success"
+        try:
+            await contd.exec_process(ns, "c1", *args, timeout=timeout)
+        except CallError as exc:
+            answer = exc.message
+        finally:
+            await proxy.outage_over()
+        case = f"fault at {where(trace, index)}, answer {answer!r} (calls: {call_log(proxy, before, 'Exec')})"
+        if not rule.applied:
+            problems.append(f"{case}: the fault was never applied")
+            continue
+        if "ExceptionGroup" in answer or "internal error" in answer:
+            problems.append(f"{case}: not one error of the daemon's tree")
+        exec_ids = {c.exec_id for c in proxy.calls[before:] if c.exec_id}
+        # Exec cleans up before it answers, unless containerd was away: it
+        # then has until a while after containerd is back.
+        grace = 5.0 if fault is outage_once_done else 0.5
+        left = await exec_leftovers(leftovers, ns, "c1", exec_ids, pids, grace)
+        if left:
+            problems.append(f"{case}: left {', '.join(left)}")
+    assert not problems, "\n".join(problems)
+    await locks_released(daemon)
+
+
+async def test_an_exec_of_a_missing_binary_leaves_no_output_file(
+    contd: ContainerClient, proxy: FaultProxy, leftovers: Leftovers, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    await contd.run(ns, container(rootfs, netns_name, "c1"))
+    since = len(proxy.calls)
+    with pytest.raises(CallError):
+        await contd.exec_process(ns, "c1", "/bin/nope")
+    (exec_id,) = {c.exec_id for c in proxy.calls[since:] if c.exec_id}
+    assert not leftovers.paths.exec_output(ns, "c1", exec_id).exists()
+    with pytest.raises(errors.NotFound):
+        await leftovers.real.get_process(ns, "c1", exec_id)
+    await contd.delete(ns, "c1")
+    exec_dir = leftovers.paths.root / "exec" / ns
+    assert not exec_dir.exists() or list(exec_dir.iterdir()) == []
