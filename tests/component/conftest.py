@@ -72,9 +72,6 @@ def daemon_config(
 
 @pytest.fixture
 async def daemon(daemon_config: Config, proxy: FaultProxy, emptied: None) -> AsyncIterator[Daemon]:
-    # pytest-trio tears a fixture down once those that use it are: the
-    # daemon stops before its namespace is emptied, or it would restart
-    # what is being removed.
     async with open_daemon(daemon_config, grpc_channel=proxy.channel) as running:
         label_requests(running)
         yield running
@@ -87,14 +84,21 @@ async def contd(daemon: Daemon, broker: str) -> AsyncIterator[ContainerClient]:
 
 
 @pytest.fixture
-def leftovers(real: Containerd, containerd: services.ContainerdService, daemon_config: Config) -> Leftovers:
+def leftovers(
+    real: Containerd, containerd: services.ContainerdService, daemon_config: Config, emptied: None
+) -> Leftovers:
     return Leftovers(real, containerd.address, daemon_config.root)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 async def emptied(ns: str, real: Containerd) -> AsyncIterator[None]:  # noqa: F811
-    """Remove what a test left in its namespace, through containerd's API,
-    once its daemon has stopped."""
+    """Remove what a test left in its namespace, through containerd's API.
+
+    Not autouse: pytest-trio only runs the async fixtures a test reaches
+    through its arguments. ``daemon`` and ``leftovers`` use it, so a test
+    that makes containers has it, and pytest-trio (which tears a fixture
+    down once the fixtures using it are) stops the daemon first: a running
+    daemon would restart what is being removed."""
     yield
     for record in await real.list_containers(ns):
         with contextlib.suppress(errors.NotFound):
