@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.testing
 
 from contd_trio import errors
 from contd_trio.app import Daemon
@@ -18,7 +19,7 @@ from contd_trio.module.container import Paths
 from contd_trio.module.service import OBJECT, container_methods
 from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus.dispatch import Dispatcher
-from tests.component.faults import Call, Fail, FaultProxy, Hook, Rule, Status, calling_as
+from tests.component.faults import SUBSCRIBE, Call, Fail, FaultProxy, Hook, Rule, Status, calling_as
 from tools import services
 
 #: How long containerd stays away in an outage (a restart takes about that).
@@ -107,6 +108,21 @@ async def locks_released(daemon: Daemon, timeout: float = 10.0) -> None:
         while len(daemon.module.locks):
             await trio.sleep(0.02)
     assert len(daemon.module.locks) == 0, "a container lock is still held"
+
+
+async def settled(proxy: FaultProxy) -> None:
+    """Wait until the daemon is idle: no call to containerd is in flight
+    (event streams aside) while every task waits, so whatever it started
+    has been done and the next calls come from what the test does next."""
+
+    def calling() -> bool:
+        return any(call.path != SUBSCRIBE for call in proxy.in_flight)
+
+    while True:
+        await proxy.wait_for(lambda: not calling())
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        if not calling():
+            return
 
 
 def calls_of(proxy: FaultProxy, caller: str, since: int = 0) -> list[Call]:
