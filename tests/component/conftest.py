@@ -65,7 +65,7 @@ def daemon_config(
         workers=64,
         request_timeout=60.0,
         shutdown_grace=1.0,
-        restart_delay=0.2,
+        restart_delay=0.1,
         start_settle=0.1,
     )
 

@@ -66,6 +66,16 @@ def outage_once_done(proxy: FaultProxy, call: Call) -> Rule:
     return Rule(call.rpc, after=[Hook(lambda _: proxy.begin_outage(OUTAGE_SECONDS, event_streams=False))])
 
 
+def wrong_answer(answer: str, fault: Callable[[FaultProxy, Call], Rule] | None = None) -> str:
+    """What is wrong with an error answer ("" if nothing): it must be one
+    error of the daemon's tree, and say so when containerd was away."""
+    if "ExceptionGroup" in answer or "internal error" in answer:
+        return "not one error of the daemon's tree"
+    if fault in (outage, outage_once_done) and not ("containerd" in answer and "unavailable" in answer):
+        return "does not say containerd is unavailable"
+    return ""
+
+
 def assert_one_error(message: str) -> None:
     """An answer is one error of the daemon's tree, never a leaked group or a bug."""
     assert "ExceptionGroup" not in message, message
@@ -208,6 +218,28 @@ class Leftovers:
             while await self.of(ns, cid, exec_ids):
                 await trio.sleep(0.05)
         return await self.of(ns, cid, exec_ids)
+
+    async def wait_execs_gone(
+        self, ns: str, cid: str, exec_ids: set[str], pids: list[int], timeout: float
+    ) -> list[str]:
+        """Wait until the exec processes ``exec_ids`` of ``cid`` and their
+        output files are gone and the container runs just ``pids`` again;
+        returns what is still left when ``timeout`` ran out."""
+        left: list[str] = []
+        with trio.move_on_after(timeout):
+            while True:
+                left = [
+                    item
+                    for item in await self.of(ns, cid, tuple(sorted(exec_ids)))
+                    if item.startswith("exec")
+                ]
+                extra = sorted(set(await self.real.pids(ns, cid)) - set(pids))
+                if extra:
+                    left.append(f"processes {extra} in the container")
+                if not left:
+                    break
+                await trio.sleep(0.05)
+        return left
 
     async def wait_no_shims(self, ns: str, timeout: float = 10.0) -> list[int]:
         with trio.move_on_after(timeout):

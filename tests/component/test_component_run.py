@@ -13,16 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from contd_trio.app import Daemon
+from contd_trio.containerd.channel import Rpc
+from contd_trio.containerd.client import TASKS_CREATE, TASKS_START
 from contd_trio.module.client import ContainerClient
 from contd_trio.zbus.errors import CallError
-from tests.component.faults import Call, Fail, FaultProxy, Rule, Status
+from tests.component.faults import Call, FaultProxy, Rule, Status
 from tests.component.support import (
     Leftovers,
     aimed,
+    assert_one_error,
     call_log,
     calls_of,
     container,
@@ -32,16 +36,13 @@ from tests.component.support import (
     outage_once_done,
     unavailable,
     where,
+    wrong_answer,
 )
 
 RUNC_FAILURE = (
     "OCI runtime start failed: runc start failed: unable to start container process: "
     'exec: "/bin/nope": stat /bin/nope: no such file or directory: unknown'
 )
-
-
-def runc_error(proxy: FaultProxy, call: Call) -> Rule:
-    return Rule(call.rpc, before=[Fail(Status.UNKNOWN, RUNC_FAILURE)], forward=False)
 
 
 async def trace_run(
@@ -57,7 +58,7 @@ async def trace_run(
 
 @pytest.mark.parametrize(
     "fault",
-    [unavailable, done_then_unavailable, runc_error, outage, outage_once_done],
+    [unavailable, done_then_unavailable, outage, outage_once_done],
     ids=lambda f: f.__name__,
 )
 async def test_a_run_that_failed_leaves_nothing(
@@ -93,12 +94,8 @@ async def test_a_run_that_failed_leaves_nothing(
                 problems.append(f"{case}: but the task is {state.status}")
             await contd.delete(ns, cid)
             continue
-        if "ExceptionGroup" in answer or "internal error" in answer:
-            problems.append(f"{case}: not one error of the daemon's tree")
-        if fault in (outage, outage_once_done) and not ("containerd" in answer and "unavailable" in answer):
-            problems.append(f"{case}: does not say containerd is unavailable")
-        if fault is runc_error and "no such file or directory" not in answer:
-            problems.append(f"{case}: runc's reason is lost")
+        if wrong := wrong_answer(answer, fault):
+            problems.append(f"{case}: {wrong}")
         await daemon.supervisor.reconcile("component test: after a failed Run")
         left = await leftovers.wait_gone(ns, cid, timeout=5)
         if left:
@@ -106,3 +103,24 @@ async def test_a_run_that_failed_leaves_nothing(
     assert not problems, "\n".join(problems)
     assert await leftovers.wait_no_shims(ns) == []
     await locks_released(daemon)
+
+
+@pytest.mark.parametrize("rpc", [TASKS_CREATE, TASKS_START], ids=["create", "start"])
+async def test_a_run_refused_by_runc_says_why_and_leaves_nothing(
+    rpc: Rpc[Any, Any],
+    contd: ContainerClient,
+    daemon: Daemon,
+    proxy: FaultProxy,
+    leftovers: Leftovers,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    rule = proxy.fail(rpc, Status.UNKNOWN, RUNC_FAILURE, caller="Run")
+    with pytest.raises(CallError) as failure:
+        await contd.run(ns, container(rootfs, netns_name, "c1"))
+    assert rule.applied
+    assert_one_error(failure.value.message)
+    assert "stat /bin/nope: no such file or directory" in failure.value.message, failure.value.message
+    await daemon.supervisor.reconcile("component test: after a failed Run")
+    assert await leftovers.wait_gone(ns, "c1", timeout=5) == []
