@@ -195,8 +195,11 @@ class Rule:
     caller: str | None = None
     nth: int = 1
     times: int | None = 1
-    #: The calls this rule was applied to.
+    #: The calls this rule was applied to (chosen for, when they arrived).
     applied: list[Call] = field(default_factory=list)
+    #: The calls one of its steps was carried out on. An ``after`` step
+    #: never is when the caller gave up before containerd answered.
+    struck: list[Call] = field(default_factory=list)
     _matched: int = field(default=0, init=False, repr=False)
 
     def _take(self, call: Call) -> bool:
@@ -442,9 +445,11 @@ class FaultProxy:
             chosen.applied.append(call)
         return chosen
 
-    async def _steps(self, steps: Sequence[Step], call: Call) -> None:
+    async def _steps(self, rule: Rule, steps: Sequence[Step], call: Call) -> None:
         for step in steps:
             self._check_aborted(call)
+            if call not in rule.struck:
+                rule.struck.append(call)
             if isinstance(step, Fail):
                 raise GRPCError(step.status, step.message or None)
             if isinstance(step, Reset):
@@ -473,13 +478,13 @@ class FaultProxy:
     async def _unary(self, call: Call, stream: Stream[Any, Any]) -> None:
         rule = self._rule_for(call)
         if rule is not None:
-            await self._steps(rule.before, call)
+            await self._steps(rule, rule.before, call)
         if rule is None or rule.forward:
             reply = await self._forward(call, stream)
         else:
             reply = call.rpc.reply_type()
         if rule is not None:
-            await self._steps(rule.after, call)
+            await self._steps(rule, rule.after, call)
         await stream.send_message(reply)
 
     async def _forward(self, call: Call, stream: Stream[Any, Any]) -> Message:
@@ -506,7 +511,7 @@ class FaultProxy:
         assert self._upstream is not None
         rule = self._rule_for(call)
         if rule is not None:
-            await self._steps(rule.before, call)
+            await self._steps(rule, rule.before, call)
             if not rule.forward:
                 return
         rpc = call.rpc
@@ -521,7 +526,7 @@ class FaultProxy:
                 await upstream.send_message(call.request, end=True)
                 await stream.send_initial_metadata()
                 if rule is not None:
-                    await self._steps(rule.after, call)
+                    await self._steps(rule, rule.after, call)
                 async for envelope in upstream:
                     await stream.send_message(envelope)
         except (OSError, StreamTerminatedError) as exc:

@@ -83,7 +83,10 @@ async def test_containerd_going_away_mid_call_is_one_unavailable_error(
         )
         if not rule.applied:
             problems.append(f"{case}: the fault was never applied")
-        elif answer == "success":
+            continue
+        if not rule.struck:
+            continue  # the caller gave up on the call before containerd answered it
+        if answer == "success":
             pass  # containerd came back in time and the daemon tried again: fine
         elif wrong := wrong_answer(answer, outage):
             problems.append(f"{case}: {wrong}")
@@ -109,7 +112,10 @@ async def test_a_runc_failure_at_any_exec_call_is_one_error(
         case = f"runc failure at {where(trace, index)}, answer {answer!r}"
         if not rule.applied:
             problems.append(f"{case}: the fault was never applied")
-        elif "ExceptionGroup" in answer or "internal error" in answer:
+            continue
+        if not rule.struck:
+            continue  # the caller gave up on the call before containerd answered it
+        if "ExceptionGroup" in answer or "internal error" in answer:
             problems.append(f"{case}: not one error of the daemon's tree")
     assert not problems, "\n".join(problems)
 

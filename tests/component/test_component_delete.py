@@ -71,6 +71,8 @@ async def test_a_delete_that_failed_can_be_finished(
         if not rule.applied:
             problems.append(f"{case}: the fault was never applied")
             continue
+        if not rule.struck:
+            continue  # the caller gave up on the call before containerd answered it
         if answer == "success":
             left = await leftovers.wait_gone(ns, cid, timeout=5)
             if left:

@@ -88,6 +88,8 @@ async def test_a_run_that_failed_leaves_nothing(
         if not rule.applied:
             problems.append(f"{case}: the fault was never applied")
             continue
+        if not rule.struck:
+            continue  # the caller gave up on the call before containerd answered it
         if answer == "success":
             state = await leftovers.real.get_process(ns, cid)
             if state.status != "running":
