@@ -56,7 +56,7 @@ async def test_a_failure_reaches_the_caller_as_its_error(
 ) -> None:
     rule = proxy.fail(NAMESPACES_LIST, Status.NOT_FOUND, "nothing here: not found", nth=2)
     await through.list_namespaces()
-    with pytest.raises(errors.NotFound, match=r"^nothing here$"):
+    with pytest.raises(errors.NotFound, match="nothing here"):
         await through.list_namespaces()
     await through.list_namespaces()  # times=1: only the second call failed
     assert [c.number for c in rule.applied] == [2]

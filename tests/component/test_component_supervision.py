@@ -18,7 +18,6 @@ import trio
 
 from contd_trio import errors
 from contd_trio.containerd.client import CONTAINERS_LIST, EVENTS_SUBSCRIBE, NAMESPACES_LIST, TASKS_LIST
-from contd_trio.module import labels
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container
 from tests.component.faults import RPCS, Fail, FaultProxy, Rule, Status
@@ -29,6 +28,7 @@ from tests.component.support import (
     crash,
     run_all,
     serving,
+    settled,
     unavailable,
     where,
 )
@@ -38,23 +38,23 @@ SIGTERM_IGNORED = "sh -c 'trap \"\" TERM; sleep 1000 & wait'"
 SUPERVISOR = ""  # the supervisor's calls carry no caller label
 
 
-async def restarts(real: Leftovers, ns: str, cid: str) -> int:
-    """How often supervision restarted ``cid``, if it runs now (else -1)."""
-    try:
-        record = await real.real.get_container(ns, cid)
-        state = await real.real.get_process(ns, cid)
-    except errors.NotFound:
-        return -1
-    return labels.restarts(record.labels) if state.status == "running" else -1
+async def wait_restarted(
+    leftovers: Leftovers, ns: str, crashed: dict[str, int], timeout: float = 10.0
+) -> list[str]:
+    """Wait until each container of ``crashed`` (id: the pid that died)
+    runs again; returns those that do not."""
 
+    async def running_again(cid: str) -> bool:
+        try:
+            state = await leftovers.real.get_process(ns, cid)
+        except errors.NotFound:
+            return False
+        return state.status == "running" and state.pid != crashed[cid]
 
-async def wait_restarted(leftovers: Leftovers, ns: str, cids: list[str], timeout: float = 10.0) -> list[str]:
-    """Wait until every container of ``cids`` was restarted and runs;
-    returns those that were not."""
     with trio.move_on_after(timeout):
-        while [cid for cid in cids if await restarts(leftovers, ns, cid) < 1]:
+        while [cid for cid in crashed if not await running_again(cid)]:
             await trio.sleep(0.05)
-    return [cid for cid in cids if await restarts(leftovers, ns, cid) < 1]
+    return [cid for cid in crashed if not await running_again(cid)]
 
 
 async def still_serving(contd: ContainerClient, ns: str, netns: str, rootfs: Path, name: str) -> None:
@@ -67,9 +67,11 @@ async def test_unavailable_during_a_crash_restart_is_retried(
     contd: ContainerClient, proxy: FaultProxy, leftovers: Leftovers, ns: str, netns_name: str, rootfs: Path
 ) -> None:
     await contd.run(ns, container(rootfs, netns_name, "probe"))
+    await settled(proxy)
     since = len(proxy.calls)
-    await crash(leftovers.real, ns, "probe")
-    assert await wait_restarted(leftovers, ns, ["probe"]) == []
+    crashed = {"probe": await crash(leftovers.real, ns, "probe")}
+    assert await wait_restarted(leftovers, ns, crashed) == []
+    await settled(proxy)  # the restart's last calls
     trace = [c for c in proxy.calls[since:] if c.caller == SUPERVISOR and c.container_id == "probe"]
     assert trace, "a restart made no containerd call"
     subjects = [f"c{index}" for index in range(len(trace))]
@@ -79,10 +81,15 @@ async def test_unavailable_during_a_crash_restart_is_retried(
         for i, call in enumerate(trace)
     ]
     since = len(proxy.calls)
+    crashed = {}
+
+    async def crash_one(cid: str) -> None:
+        crashed[cid] = await crash(leftovers.real, ns, cid)
+
     async with trio.open_nursery() as nursery:
         for cid in subjects:
-            nursery.start_soon(crash, leftovers.real, ns, cid)
-    not_restarted = await wait_restarted(leftovers, ns, subjects)
+            nursery.start_soon(crash_one, cid)
+    not_restarted = await wait_restarted(leftovers, ns, crashed)
     problems = [
         f"Unavailable at {where(trace, i)} of a restart: never applied"
         for i, rule in enumerate(rules)
@@ -152,8 +159,8 @@ async def test_unavailable_during_reconciliation_does_not_end_supervision(
         await proxy.wait_for(lambda: bool(rule.applied))  # noqa: B023  (waited for here)
         await serving(contd)
     # Supervision goes on: a crash is still seen and acted on.
-    await crash(leftovers.real, ns, "c1")
-    assert await wait_restarted(leftovers, ns, ["c1"]) == []
+    crashed = {"c1": await crash(leftovers.real, ns, "c1")}
+    assert await wait_restarted(leftovers, ns, crashed) == []
     await still_serving(contd, ns, netns_name, rootfs, "after")
 
 
@@ -164,10 +171,13 @@ async def test_a_broken_event_stream_is_subscribed_again_and_exits_in_between_ar
     gate = proxy.hang(EVENTS_SUBSCRIBE)  # the next subscription waits for the test
     assert proxy.break_event_streams() == 1
     await gate.wait_arrived()
-    await crash(leftovers.real, ns, "c1")  # the exit event is lost: nobody listens
+    crashed = {"c1": await crash(leftovers.real, ns, "c1")}  # the exit event is lost: nobody listens
+    with trio.fail_after(10):
+        while (await leftovers.real.get_process(ns, "c1")).status != "stopped":
+            await trio.sleep(0.02)
     await serving(contd)
     gate.release()
-    assert await wait_restarted(leftovers, ns, ["c1"]) == []
+    assert await wait_restarted(leftovers, ns, crashed) == []
     await still_serving(contd, ns, netns_name, rootfs, "after")
 
 
@@ -190,10 +200,10 @@ async def test_an_exit_seen_while_containerd_calls_fail_is_acted_on_once_they_wo
         if path != EVENTS_SUBSCRIBE.path
     ]
     since = len(proxy.calls)
-    await crash(leftovers.real, ns, "c1")
+    crashed = {"c1": await crash(leftovers.real, ns, "c1")}
     await proxy.wait_for(lambda: any(rule.applied for rule in failing))  # the exit was seen
     proxy.clear()  # containerd answers again; the event stream never broke
-    not_restarted = await wait_restarted(leftovers, ns, ["c1"])
+    not_restarted = await wait_restarted(leftovers, ns, crashed)
     assert not not_restarted, f"c1 was not restarted (calls: {_calls_for(proxy, since, 'c1')})"
     await still_serving(contd, ns, netns_name, rootfs, "after")
 
