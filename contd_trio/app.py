@@ -30,6 +30,7 @@ from .module.container import ContainerModule, Paths, RunSettings
 from .module.lifecycle import Lifecycle
 from .module.output import install_logshim
 from .module.restart_policy import RestartPolicy
+from .module.retry import Janitor
 from .module.service import EVENTS, MODULE, OBJECT, container_methods
 from .module.stats import StatsMonitors
 from .module.supervisor import Supervisor
@@ -132,7 +133,8 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
         settings = RunSettings(
             logshim=logshim, log_max_bytes=config.log_max_bytes, start_settle=config.start_settle
         )
-        module = ContainerModule(containerd, host, Paths(config.root), settings, lifecycle, stats)
+        janitor = Janitor()
+        module = ContainerModule(containerd, host, Paths(config.root), settings, lifecycle, stats, janitor)
         policy = RestartPolicy(
             delay=config.restart_delay, limit=config.restart_limit, window=config.restart_window
         )
@@ -142,6 +144,7 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
         server.register(OBJECT, container_methods(module))
         async with trio.open_nursery() as nursery:
             await nursery.start(stats.serve)
+            await nursery.start(janitor.serve)
             # Subscribed to events before the first Run can need them.
             await nursery.start(supervisor.serve)
             await nursery.start(server.serve)

@@ -19,9 +19,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,18 @@ class ServiceError(RuntimeError):
     pass
 
 
+def _death_signal() -> Callable[[], None] | None:
+    """What the child runs before exec: a SIGTERM when its parent dies, so a
+    test run that is killed leaves no Redis or containerd behind.
+
+    Only when started from the main thread: the kernel sends the signal when
+    the *thread* that forked exits, and a service (re)started from a Trio
+    worker thread would be killed when Trio retires that thread.
+    """
+    return _die_with_parent if threading.current_thread() is threading.main_thread() else None
+
+
 def _die_with_parent() -> None:
-    """Run in the child before exec: SIGTERM it when its parent dies, so a
-    test run that is killed leaves no Redis or containerd behind."""
     import ctypes
 
     pr_set_pdeathsig = 1
@@ -182,7 +192,7 @@ def start_redis(run_dir: Path, name: str = "redis", port: int = 0) -> RedisServi
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_death_signal(),
     )
     service = RedisService(name, process, log_path, socket_path=sock, port=port)
     _wait_for(lambda: _unix_socket_accepts(sock), 15, "redis-server", service)
@@ -256,7 +266,7 @@ def _spawn_containerd(config_path: Path, log_path: Path) -> subprocess.Popen[byt
             stdout=log,
             stderr=log,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_death_signal(),
         )
     finally:
         log.close()

@@ -11,9 +11,11 @@ long as the caller allows.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -72,6 +74,15 @@ TASKS_EXEC = _rpc(tasks_pb2, "Tasks", "Exec")
 TASKS_WAIT = _rpc(tasks_pb2, "Tasks", "Wait")
 TASKS_PIDS = _rpc(tasks_pb2, "Tasks", "ListPids")
 EVENTS_SUBSCRIBE = _rpc(events_pb2, "Events", "Subscribe")
+EVENTS_PUBLISH = _rpc(events_pb2, "Events", "Publish")
+
+#: A new subscription publishes a probe to itself, on this topic and in this
+#: namespace, to learn when containerd delivers to it (see EventWatch).
+PROBE_TOPIC = "/contd/probe"
+PROBE_NAMESPACE = "contd"
+PROBE_TYPE_URL = "contd.probe"
+#: How long a new subscription waits for its probe before it is taken as live.
+PROBE_WAIT = 5.0
 
 _STATUS_NAMES = {
     task_pb2.UNKNOWN: "unknown",
@@ -420,19 +431,28 @@ class Containerd:
 
     # -- events -----------------------------------------------------------------------------------
 
+    async def publish(
+        self, namespace: str, topic: str, type_url: str, value: bytes, *, timeout: float | None = CALL_TIMEOUT
+    ) -> None:
+        """Publish an event to every subscriber (containerd passes it on as it is)."""
+        request = events_pb2.PublishRequest(topic=topic, event=any_pb2.Any(type_url=type_url, value=value))
+        await self._call(EVENTS_PUBLISH, request, namespace, timeout)
+
     @asynccontextmanager
     async def watch_events(
         self, filters: Iterable[str] = (), *, backoff: Backoff | None = None
     ) -> AsyncIterator[EventWatch]:
         """Subscribe to events (all namespaces unless filtered; filters are OR'ed).
 
-        Entering waits, retrying with backoff, until the subscription is made.
+        Entering waits, retrying with backoff, until the subscription is made
+        and live: containerd delivers every event published from then on.
         The iterator then yields :class:`Event` values, and a :class:`Gap`
-        each time the stream broke (containerd restarted) and was made again.
+        each time the stream broke (containerd restarted) and was made (and
+        live) again, so a reconciliation started on a Gap misses nothing.
         It only ends when cancelled: containerd's errors end a stream, never
         the watch.
         """
-        watch = EventWatch(self.channel, list(filters), backoff or Backoff(first=0.2, maximum=5.0))
+        watch = EventWatch(self, list(filters), backoff or Backoff(first=0.2, maximum=5.0))
         try:
             await watch._subscribe()
             yield watch
@@ -443,14 +463,22 @@ class Containerd:
 
 class EventWatch:
     """Events from containerd, surviving its restarts. Make one with
-    :meth:`Containerd.watch_events`."""
+    :meth:`Containerd.watch_events`.
 
-    def __init__(self, channel: ContainerdChannel, filters: list[str], backoff: Backoff) -> None:
-        self._channel = channel
-        self._filters = filters
+    containerd sends nothing when it registers a subscription, and events
+    published before that are not delivered to it: a stream that is merely
+    open may still miss an exit. So each new subscription publishes a probe
+    of its own (``Events.Publish``) and reads until the probe comes back;
+    events that arrive meanwhile are kept and yielded first.
+    """
+
+    def __init__(self, containerd: Containerd, filters: list[str], backoff: Backoff) -> None:
+        self._containerd = containerd
+        self._filters = [*filters, f'topic=="{PROBE_TOPIC}"'] if filters else []
         self._backoff = backoff
         self._stream: ReplyStream[events_pb2.Envelope] | None = None
         self._stream_stack: AsyncExitStack | None = None
+        self._early: collections.deque[Event] = collections.deque()
         self._gap: str | None = None
         #: How many times the stream was subscribed again.
         self.resubscriptions = 0
@@ -460,6 +488,8 @@ class EventWatch:
 
     async def __anext__(self) -> Event | Gap:
         while True:
+            if self._early:
+                return self._early.popleft()
             if self._stream is None:
                 await self._subscribe()
                 self.resubscriptions += 1
@@ -471,7 +501,9 @@ class EventWatch:
             except errors.ContdError as exc:
                 reason = str(exc)
             else:
-                return decode_envelope(envelope)
+                if envelope.topic != PROBE_TOPIC:  # a late probe, this watch's or another's
+                    return decode_envelope(envelope)
+                continue
             logs.event(log, logging.WARNING, "containerd event stream lost", reason=reason)
             self._gap = reason
             await self._drop_stream()
@@ -481,20 +513,47 @@ class EventWatch:
         while True:
             stack = AsyncExitStack()
             try:
-                self._stream = await stack.enter_async_context(
-                    self._channel.server_stream(EVENTS_SUBSCRIBE, request)
+                stream = await stack.enter_async_context(
+                    self._containerd.channel.server_stream(EVENTS_SUBSCRIBE, request)
                 )
-            except errors.ContdError as exc:
-                await stack.aclose()
+                await self._wait_until_live(stream)
+            except BaseException as exc:
+                with trio.CancelScope(shield=True):
+                    await stack.aclose()
+                if not isinstance(exc, errors.ContdError):
+                    raise
                 delay = self._backoff.next()
                 logs.event(
                     log, logging.WARNING, "waiting for containerd events", error=str(exc), retry_in=delay
                 )
                 await trio.sleep(delay)
                 continue
-            self._stream_stack = stack
+            self._stream, self._stream_stack = stream, stack
             self._backoff.reset()
             return
+
+    async def _wait_until_live(self, stream: ReplyStream[events_pb2.Envelope]) -> None:
+        """Publish a probe and read ``stream`` until it comes back.
+
+        Raises:
+            ContdError: containerd is away, or ended the stream.
+        """
+        token = uuid.uuid4().hex.encode()
+        try:
+            await self._containerd.publish(PROBE_NAMESPACE, PROBE_TOPIC, PROBE_TYPE_URL, token)
+        except (errors.Unavailable, errors.DeadlineExceeded):
+            raise
+        except errors.ContdError as exc:  # cannot probe here: take the stream as it is
+            logs.event(log, logging.WARNING, "cannot confirm the event subscription", error=str(exc))
+            return
+        with trio.move_on_after(PROBE_WAIT):
+            async for envelope in stream:
+                if envelope.topic != PROBE_TOPIC:
+                    self._early.append(decode_envelope(envelope))
+                elif envelope.event.value == token:
+                    return
+            raise errors.Unavailable("containerd ended the event stream")
+        logs.event(log, logging.WARNING, "event subscription not confirmed in time", waited=PROBE_WAIT)
 
     async def _drop_stream(self) -> None:
         stack, self._stream_stack, self._stream = self._stream_stack, None, None

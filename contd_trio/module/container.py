@@ -44,6 +44,7 @@ from .lifecycle import Lifecycle
 from .locks import KeyedLocks
 from .logfiles import rotated, tail_lines
 from .output import task_output_uri
+from .retry import Janitor
 from .stats import StatsMonitors
 from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, TaskState, go_time
 from .untrusted import check_args
@@ -128,6 +129,7 @@ class ContainerModule:
         settings: RunSettings,
         lifecycle: Lifecycle,
         stats: StatsMonitors | None = None,
+        janitor: Janitor | None = None,
     ) -> None:
         self.containerd = containerd
         self.host = host
@@ -135,6 +137,8 @@ class ContainerModule:
         self.settings = settings
         self.lifecycle = lifecycle
         self.stats = stats
+        #: Finishes clean-up that containerd refused mid-way (it was away).
+        self.janitor = janitor or Janitor()
         self.locks = KeyedLocks()
         #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
         #: grace stop waiting and finish, so their callers get a true answer.
@@ -163,7 +167,7 @@ class ContainerModule:
             await self.containerd.ensure_namespace(namespace)
             spec = oci.build_spec(namespace, plan.container, plan.args, plan.env, plan.cwd, self.host.facts)
             _check_spec_size(spec)
-            await self._create(namespace, container_id, spec)
+            created_at_ns = await self._create(namespace, container_id, spec)
             confirmed = False
             try:
                 await self.start_task(namespace, plan.container)
@@ -171,13 +175,15 @@ class ContainerModule:
                 confirmed = True
             finally:
                 if not confirmed:
-                    await self._remove_half_made(namespace, container_id)
+                    await self._remove_half_made(namespace, container_id, created_at_ns)
             if self.stats is not None:
                 self.stats.start(namespace, container_id, plan.container.stats or ())
         return container_id
 
-    async def _create(self, namespace: str, container_id: str, spec: dict[str, object]) -> None:
-        """Create the container, marked as managed and pending.
+    async def _create(self, namespace: str, container_id: str, spec: dict[str, object]) -> int:
+        """Create the container, marked as managed and pending; returns when
+        containerd created it (what tells this container from a later one
+        of the same name).
 
         A create is not cancelled half-way (containerd would finish it anyway,
         and the cleanup must know what exists). When it fails other than with
@@ -187,12 +193,15 @@ class ContainerModule:
         new_labels = {labels.MANAGED: "true", labels.PENDING: "true"}
         try:
             with trio.CancelScope(shield=True):
-                await self.containerd.create_container(namespace, container_id, spec, labels=new_labels)
+                record = await self.containerd.create_container(
+                    namespace, container_id, spec, labels=new_labels
+                )
         except AlreadyExists:
             raise AlreadyExists(f"container {container_id} already exists in namespace {namespace}") from None
         except BaseException:
             await self._remove_if_pending(namespace, container_id)
             raise
+        return record.created_at_ns
 
     async def start_task(self, namespace: str, container: Container) -> int:
         """Create and start the container's task, its output going through
@@ -253,28 +262,52 @@ class ContainerModule:
             await self.containerd.delete_task(namespace, container_id)
         return await _quoted_output(self.paths.log_file(namespace, container_id))
 
-    async def _remove_half_made(self, namespace: str, container_id: str) -> None:
+    async def _remove_half_made(self, namespace: str, container_id: str, created_at_ns: int) -> None:
         """Remove a container Run made but could not finish; shielded,
-        bounded, and never raising (reconciliation removes what is left,
-        since it is still marked pending)."""
+        bounded, never raising. When containerd refuses (it is away: the
+        un-pending may even have happened), the janitor removes it once
+        containerd is back, so a Run answered with an error never leaves a
+        running container."""
         with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS) as scope:
             try:
                 await self.remove_container(namespace, container_id)
+                return
             except ContdError as exc:
                 logs.event(
                     log,
                     logging.WARNING,
-                    "could not remove a half-made container; reconciliation will",
+                    "could not remove a half-made container yet",
                     ns=namespace,
                     id=container_id,
                     error=str(exc),
                 )
-            except Exception:
-                log.exception("could not remove half-made container %s/%s", namespace, container_id)
         if scope.cancelled_caught:
             logs.event(
-                log, logging.ERROR, "gave up removing a half-made container", ns=namespace, id=container_id
+                log,
+                logging.WARNING,
+                "removing a half-made container takes long",
+                ns=namespace,
+                id=container_id,
             )
+        self.janitor.soon(
+            "remove what a failed Run made",
+            (namespace, container_id),
+            self._remove_failed_run,
+            namespace,
+            container_id,
+            created_at_ns,
+        )
+
+    async def _remove_failed_run(self, namespace: str, container_id: str, created_at_ns: int) -> None:
+        """The janitor's half of :meth:`_remove_half_made`: the container
+        that Run created, not one of the same name made since."""
+        async with self.locks.hold((namespace, container_id)):
+            try:
+                record = await self.containerd.get_container(namespace, container_id)
+            except NotFound:
+                return
+            if record.created_at_ns == created_at_ns:
+                await self.remove_container(namespace, container_id)
 
     async def _remove_if_pending(self, namespace: str, container_id: str) -> None:
         """Remove the container if it is a pending one (never somebody's
@@ -285,19 +318,21 @@ class ContainerModule:
             except ContdError:
                 return  # not there (or containerd is away: reconciliation will look)
             if labels.pending(record.labels):
-                await self._remove_half_made(namespace, container_id)
+                await self._remove_half_made(namespace, container_id, record.created_at_ns)
 
     async def remove_container(self, namespace: str, container_id: str) -> None:
-        """Kill and remove the task, then remove the container and its files.
+        """Kill and remove the task, then the container's files, then the
+        container: its record goes last, so a removal cut short is found
+        (and finished) again.
 
         Raises:
             FailedPrecondition: the task did not die of SIGKILL in time.
             ContdError: containerd failed.
         """
         await self.kill_and_remove_task(namespace, container_id)
+        await trio.to_thread.run_sync(self._remove_files, namespace, container_id)
         with contextlib.suppress(NotFound):
             await self.containerd.delete_container(namespace, container_id)
-        await trio.to_thread.run_sync(self._remove_files, namespace, container_id)
 
     async def kill_and_remove_task(self, namespace: str, container_id: str) -> Exit | None:
         """SIGKILL every process of the task, wait for it, delete it."""
@@ -498,8 +533,7 @@ class ContainerModule:
                     namespace, container_id, exec_id, process, output, command, timeout
                 )
             finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS):
-                    await self._remove_exec(namespace, container_id, exec_id)
+                await self._remove_exec(namespace, container_id, exec_id)
             # Read only now: the runc shim finishes copying a process's output
             # when the process is deleted, not when it exits.
             if exit_ is None:
@@ -554,30 +588,44 @@ class ContainerModule:
         return exit_watch.result() if exit_watch.done.is_set() else None
 
     async def _remove_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
-        """Kill the exec process if it runs, then delete it. Never raises: a
-        process left behind (containerd away) goes with the container's task."""
-        try:
+        """Kill the exec process if it runs, then delete it; shielded,
+        bounded, never raising. What containerd refuses now (it is away) the
+        janitor does once it is back."""
+        key = (namespace, container_id)
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS) as scope:
             try:
-                state = await self.containerd.get_process(namespace, container_id, exec_id)
-            except NotFound:
+                await self._kill_and_remove_exec(namespace, container_id, exec_id)
                 return
-            if state.status in ("running", "paused", "pausing"):
-                with contextlib.suppress(NotFound, FailedPrecondition):
-                    await self.containerd.kill(namespace, container_id, signal.SIGKILL, exec_id)
-                with contextlib.suppress(NotFound), trio.move_on_after(KILL_GRACE_SECONDS):
-                    await self.containerd.wait(namespace, container_id, exec_id)
-            with contextlib.suppress(NotFound):
-                await self.containerd.delete_process(namespace, container_id, exec_id)
-        except ContdError as exc:
+            except ContdError as exc:
+                logs.event(
+                    log,
+                    logging.WARNING,
+                    "could not remove an exec process yet",
+                    ns=namespace,
+                    id=container_id,
+                    exec_id=exec_id,
+                    error=str(exc),
+                )
+        if scope.cancelled_caught:
             logs.event(
-                log,
-                logging.WARNING,
-                "could not remove an exec process",
-                ns=namespace,
-                id=container_id,
-                exec_id=exec_id,
-                error=str(exc),
+                log, logging.WARNING, "removing an exec process takes long", ns=namespace, id=container_id
             )
+        self.janitor.soon(
+            "remove an exec process", key, self._kill_and_remove_exec, namespace, container_id, exec_id
+        )
+
+    async def _kill_and_remove_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
+        try:
+            state = await self.containerd.get_process(namespace, container_id, exec_id)
+        except NotFound:
+            return
+        if state.status in ("running", "paused", "pausing"):
+            with contextlib.suppress(NotFound, FailedPrecondition):
+                await self.containerd.kill(namespace, container_id, signal.SIGKILL, exec_id)
+            with contextlib.suppress(NotFound), trio.move_on_after(KILL_GRACE_SECONDS):
+                await self.containerd.wait(namespace, container_id, exec_id)
+        with contextlib.suppress(NotFound):
+            await self.containerd.delete_process(namespace, container_id, exec_id)
 
     # -- Logs ----------------------------------------------------------------------------------------
 

@@ -35,7 +35,6 @@ from typing import TypeVar
 import trio
 
 from .. import errors, logs
-from ..backoff import Backoff
 from ..containerd import spec as oci
 from ..containerd.client import Containerd, Exit
 from ..containerd.events import (
@@ -53,6 +52,7 @@ from . import labels
 from .container import KILL_BUDGET_SECONDS, ContainerModule
 from .lifecycle import ContainerEvent, Key, Lifecycle
 from .restart_policy import Decision, RestartPolicy, format_history, parse_history
+from .retry import persist, retry_backoff
 from .types import go_time
 
 log = logging.getLogger("contd.supervisor")
@@ -62,14 +62,8 @@ EVENT_FILTERS = ('topic~="^/tasks/"', 'topic~="^/containers/"')
 _SEEN_EXITS = 4096
 #: Reconciliation's default period (the daemon's -reconcile-interval).
 RECONCILE_INTERVAL = 60.0
-#: containerd errors that mean "not now": wait and try the same thing again.
-TRANSIENT = (errors.Unavailable, errors.DeadlineExceeded)
 
 T = TypeVar("T")
-
-
-def _retry_backoff() -> Backoff:
-    return Backoff(first=0.5, maximum=30.0)
 
 
 class Supervisor:
@@ -193,7 +187,7 @@ class Supervisor:
 
     async def _handle_exit(self, key: Key, exit_: TaskExit, event: Event, starting: bool) -> None:
         namespace, container_id = key
-        if not await self._persist("check an exited container", key, self._is_managed, *key):
+        if not await persist("check an exited container", key, self._is_managed, *key):
             return
         self.lifecycle.publish(
             ContainerEvent(
@@ -227,25 +221,6 @@ class Supervisor:
         except Exception:
             log.exception("bug in supervision step %s", work.__name__)
 
-    async def _persist(self, what: str, key: Key, call: Callable[..., Awaitable[T]], *args: object) -> T:
-        """``call(*args)``, retried with backoff while containerd is away."""
-        backoff = _retry_backoff()
-        while True:
-            try:
-                return await call(*args)
-            except TRANSIENT as exc:
-                delay = backoff.next()
-                logs.event(
-                    log,
-                    logging.WARNING,
-                    f"containerd unavailable, will {what} again",
-                    ns=key[0],
-                    id=key[1],
-                    error=str(exc),
-                    retry_in=delay,
-                )
-                await trio.sleep(delay)
-
     async def _locked(self, key: Key, call: Callable[..., Awaitable[T]], *args: object) -> T:
         """``call(*args)`` holding the container's lock (released between retries)."""
         async with self.module.locks.hold(key):
@@ -270,18 +245,18 @@ class Supervisor:
         locked = self._locked
         try:
             while True:
-                verdict = await self._persist(
+                verdict = await persist(
                     "judge a crash", key, locked, key, self._crash_verdict, key, stale_pid
                 )
                 if verdict is None:
                     return  # nothing to do: going away, failed, gone, or running again
                 if verdict is Decision.GIVE_UP:
-                    await self._persist("give up a container", key, locked, key, self._give_up, key, reason)
+                    await persist("give up a container", key, locked, key, self._give_up, key, reason)
                     return
                 if delay:
                     await trio.sleep(self.policy.delay)
                 try:
-                    pid = await self._persist("restart a container", key, locked, key, self._restart, key)
+                    pid = await persist("restart a container", key, locked, key, self._restart, key)
                 except errors.EntrypointExited as exc:
                     reason, delay, stale_pid = str(exc), True, 0
                     continue
@@ -395,7 +370,7 @@ class Supervisor:
         """Reconcile at start-up, when asked, and every ``reconcile_interval``;
         a reconciliation that fails is retried with backoff."""
         why = "start-up"
-        backoff = _retry_backoff()
+        backoff = retry_backoff()
         while True:
             try:
                 await self.reconcile(why)
@@ -464,15 +439,13 @@ class Supervisor:
     async def _finish_off(self, key: Key) -> None:
         """Complete the Delete of a container marked as going away."""
         with contextlib.suppress(errors.NotFound):
-            await self._persist("finish off a container", key, self.module.delete, *key)
+            await persist("finish off a container", key, self.module.delete, *key)
 
     async def _remove_pending(self, key: Key) -> None:
         """Remove a container whose Run failed or died before answering
         success. Under the lock, so a Run still working on it finishes first
         (and unmarks it when it succeeds)."""
-        await self._persist(
-            "remove a pending container", key, self._locked, key, self._remove_if_pending, key
-        )
+        await persist("remove a pending container", key, self._locked, key, self._remove_if_pending, key)
 
     async def _remove_if_pending(self, key: Key) -> None:
         try:
@@ -487,4 +460,4 @@ class Supervisor:
         """A given-up container whose task survived (the give-up was cut
         short): remove the task, as giving up does."""
         remove = self.module.kill_and_remove_task
-        await self._persist("remove a given-up task", key, self._locked, key, remove, *key)
+        await persist("remove a given-up task", key, self._locked, key, remove, *key)

@@ -52,7 +52,7 @@ def test_generated_code_is_up_to_date():
             "containerd.services.tasks.v1.Tasks",
             {"Create", "Start", "Delete", "DeleteProcess", "Get", "List", "Kill", "Exec", "ListPids", "Wait"},
         ),
-        (events_pb2, "Events", "containerd.services.events.v1.Events", {"Subscribe"}),
+        (events_pb2, "Events", "containerd.services.events.v1.Events", {"Publish", "Subscribe"}),
         (
             namespace_pb2,
             "Namespaces",

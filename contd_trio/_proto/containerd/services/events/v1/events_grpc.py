@@ -11,6 +11,7 @@ if typing.TYPE_CHECKING:
     import grpclib.server
 
 import google.protobuf.any_pb2
+import google.protobuf.empty_pb2
 import google.protobuf.timestamp_pb2
 import contd_trio._proto.containerd.services.events.v1.events_pb2
 
@@ -18,11 +19,21 @@ import contd_trio._proto.containerd.services.events.v1.events_pb2
 class EventsBase(abc.ABC):
 
     @abc.abstractmethod
+    async def Publish(self, stream: 'grpclib.server.Stream[contd_trio._proto.containerd.services.events.v1.events_pb2.PublishRequest, google.protobuf.empty_pb2.Empty]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def Subscribe(self, stream: 'grpclib.server.Stream[contd_trio._proto.containerd.services.events.v1.events_pb2.SubscribeRequest, contd_trio._proto.containerd.services.events.v1.events_pb2.Envelope]') -> None:
         pass
 
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
+            '/containerd.services.events.v1.Events/Publish': grpclib.const.Handler(
+                self.Publish,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                contd_trio._proto.containerd.services.events.v1.events_pb2.PublishRequest,
+                google.protobuf.empty_pb2.Empty,
+            ),
             '/containerd.services.events.v1.Events/Subscribe': grpclib.const.Handler(
                 self.Subscribe,
                 grpclib.const.Cardinality.UNARY_STREAM,
@@ -35,6 +46,12 @@ class EventsBase(abc.ABC):
 class EventsStub:
 
     def __init__(self, channel: grpclib.client.Channel) -> None:
+        self.Publish = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/containerd.services.events.v1.Events/Publish',
+            contd_trio._proto.containerd.services.events.v1.events_pb2.PublishRequest,
+            google.protobuf.empty_pb2.Empty,
+        )
         self.Subscribe = grpclib.client.UnaryStreamMethod(
             channel,
             '/containerd.services.events.v1.Events/Subscribe',

@@ -24,20 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*containerd/services/events/v1/events.proto\x12\x1d\x63ontainerd.services.events.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x10SubscribeRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"\x80\x01\n\x08\x45nvelope\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05topic\x18\x03 \x01(\t\x12#\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x14.google.protobuf.Any2q\n\x06\x45vents\x12g\n\tSubscribe\x12/.containerd.services.events.v1.SubscribeRequest\x1a\'.containerd.services.events.v1.Envelope0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*containerd/services/events/v1/events.proto\x12\x1d\x63ontainerd.services.events.v1\x1a\x19google/protobuf/any.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x0ePublishRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12#\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"#\n\x10SubscribeRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"\x80\x01\n\x08\x45nvelope\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\r\n\x05topic\x18\x03 \x01(\t\x12#\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x14.google.protobuf.Any2\xc3\x01\n\x06\x45vents\x12P\n\x07Publish\x12-.containerd.services.events.v1.PublishRequest\x1a\x16.google.protobuf.Empty\x12g\n\tSubscribe\x12/.containerd.services.events.v1.SubscribeRequest\x1a\'.containerd.services.events.v1.Envelope0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'contd_trio._proto.containerd.services.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=137
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=172
-  _globals['_ENVELOPE']._serialized_start=175
-  _globals['_ENVELOPE']._serialized_end=303
-  _globals['_EVENTS']._serialized_start=305
-  _globals['_EVENTS']._serialized_end=418
+  _globals['_PUBLISHREQUEST']._serialized_start=166
+  _globals['_PUBLISHREQUEST']._serialized_end=234
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=236
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=271
+  _globals['_ENVELOPE']._serialized_start=274
+  _globals['_ENVELOPE']._serialized_end=402
+  _globals['_EVENTS']._serialized_start=405
+  _globals['_EVENTS']._serialized_end=600
 # @@protoc_insertion_point(module_scope)
