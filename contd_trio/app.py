@@ -131,7 +131,10 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
         host = LocalHost(host_facts(config))
         logshim = await trio.to_thread.run_sync(install_logshim, config.root / "bin")
         settings = RunSettings(
-            logshim=logshim, log_max_bytes=config.log_max_bytes, start_settle=config.start_settle
+            logshim=logshim,
+            log_max_bytes=config.log_max_bytes,
+            containerd_state=config.containerd_state,
+            start_settle=config.start_settle,
         )
         janitor = Janitor()
         module = ContainerModule(containerd, host, Paths(config.root), settings, lifecycle, stats, janitor)

@@ -26,6 +26,7 @@ import trio
 
 from .. import logs
 from ..containerd import spec as oci
+from ..containerd.bundles import is_stale_bundle_error, remove_stale_bundle
 from ..containerd.client import Containerd, ContainerRecord, Exit, ProcessState
 from ..errors import (
     AlreadyExists,
@@ -105,6 +106,9 @@ class RunSettings:
 
     logshim: Path
     log_max_bytes: int = 10 * 1024 * 1024
+    #: containerd's state directory, where a bundle it left without a shim
+    #: is removed (see containerd.bundles); None leaves them alone.
+    containerd_state: Path | None = None
     start_settle: float = 0.25
     start_event_wait: float = 2.0
 
@@ -224,7 +228,17 @@ class ContainerModule:
         )
         with self.lifecycle.starting(namespace, container_id) as waiter:
             with trio.CancelScope(shield=True):
-                await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
+                try:
+                    await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
+                except (AlreadyExists, ContainerdError) as exc:
+                    # What containerd left of a task of this name when it died
+                    # while making it: a task without its container, or a
+                    # bundle without its shim. Remove it, then try again once.
+                    if not isinstance(exc, AlreadyExists) and not is_stale_bundle_error(str(exc)):
+                        raise
+                    logs.event(log, logging.WARNING, "removing a stale task", ns=namespace, id=container_id)
+                    await self.kill_and_remove_task(namespace, container_id)
+                    await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
             async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
                 with trio.CancelScope(shield=True):
                     pid = await self.containerd.start(namespace, container_id)
@@ -334,16 +348,43 @@ class ContainerModule:
         with contextlib.suppress(NotFound):
             await self.containerd.delete_container(namespace, container_id)
 
+    async def remove_orphan_task(self, namespace: str, container_id: str) -> None:
+        """Remove a task whose container record is gone.
+
+        containerd deletes a task only through its container, so a
+        placeholder container (pending, so reconciliation never starts it)
+        is made for it first.
+        """
+        try:
+            await self.containerd.get_container(namespace, container_id)
+            return  # it has a container (again): not an orphan
+        except NotFound:
+            pass
+        placeholder = oci.default_spec(namespace, container_id)
+        with contextlib.suppress(AlreadyExists):
+            await self.containerd.create_container(
+                namespace,
+                container_id,
+                placeholder,
+                labels={labels.MANAGED: "true", labels.PENDING: "true"},
+            )
+        await self.remove_container(namespace, container_id)
+
     async def kill_and_remove_task(self, namespace: str, container_id: str) -> Exit | None:
-        """SIGKILL every process of the task, wait for it, delete it."""
+        """SIGKILL every process of the task, wait for it, delete it.
+
+        A task containerd half-made (it died while creating it: the shim is
+        up, runc never ran) answers NotFound to Kill and Wait, yet Delete is
+        what removes its shim, so Delete is always asked.
+
+        Raises:
+            FailedPrecondition: the task did not die of SIGKILL in time.
+        """
         with contextlib.suppress(NotFound):  # not running, or no task at all
             await self.containerd.kill(namespace, container_id, signal.SIGKILL, all_processes=True)
         try:
-            with trio.fail_after(KILL_GRACE_SECONDS):
+            with trio.fail_after(KILL_GRACE_SECONDS), contextlib.suppress(NotFound):
                 await self.containerd.wait(namespace, container_id)
-            return await self.containerd.delete_task(namespace, container_id)
-        except NotFound:
-            return None
         except trio.TooSlowError:
             # Un-killable (a process in D state): say so, and leave it to be
             # finished off later rather than block this caller forever.
@@ -351,6 +392,15 @@ class ContainerModule:
                 f"container {container_id} in namespace {namespace} did not exit "
                 f"within {KILL_GRACE_SECONDS:g} seconds of SIGKILL"
             ) from None
+        try:
+            return await self.containerd.delete_task(namespace, container_id)
+        except NotFound:
+            pass  # no task (or a half-made one: deleting it removed its shim all the same)
+        if self.settings.containerd_state is not None:
+            await trio.to_thread.run_sync(
+                remove_stale_bundle, self.settings.containerd_state, namespace, container_id
+            )
+        return None
 
     # -- Inspect, List, ListNS ------------------------------------------------------------------
 

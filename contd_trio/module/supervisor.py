@@ -36,6 +36,7 @@ import trio
 
 from .. import errors, logs
 from ..containerd import spec as oci
+from ..containerd.bundles import idle_shims, kill_if_idle
 from ..containerd.client import Containerd, Exit
 from ..containerd.events import (
     ContainerCreate,
@@ -397,9 +398,12 @@ class Supervisor:
         logs.event(log, logging.DEBUG if why == "periodic" else logging.INFO, "reconciling", reason=why)
         for namespace in await self.containerd.list_namespaces():
             tasks = {t.container_id: t for t in await self.containerd.list_tasks(namespace)}
-            managed = await self.containerd.list_containers(
-                namespace, filters=[f'labels."{labels.MANAGED}"==true']
-            )
+            records = await self.containerd.list_containers(namespace)
+            for orphan in tasks.keys() - {record.id for record in records}:
+                # A task whose container is gone: containerd died while
+                # making it for a Run whose container was removed since.
+                self._take_on((namespace, orphan), self._remove_orphan)
+            managed = [r for r in records if r.labels.get(labels.MANAGED) == "true"]
             for record in managed:
                 key = (namespace, record.id)
                 self._managed[key] = True
@@ -420,7 +424,31 @@ class Supervisor:
                 elif self.module.stats is not None:
                     stats = oci.read_spec(record.spec or {}).stats or ()
                     self.module.stats.start(namespace, record.id, stats)
+        await self._reap_orphan_shims()
         self.reconciliations += 1
+
+    async def _reap_orphan_shims(self) -> None:
+        """Kill the shims containerd started for tasks it then gave up (its
+        client went away mid-create) and left running (see containerd.bundles)."""
+        state = self.module.settings.containerd_state
+        if state is None:
+            return
+        address = self.containerd.channel.socket_path
+        for shim in await trio.to_thread.run_sync(idle_shims, state, address):
+            try:
+                await self.containerd.get_process(shim.namespace, shim.container_id)
+                continue  # containerd has its task: not an orphan
+            except errors.NotFound:
+                pass
+            if await trio.to_thread.run_sync(kill_if_idle, shim, state, address):
+                logs.event(
+                    log,
+                    logging.WARNING,
+                    "killed a shim containerd left serving nothing",
+                    ns=shim.namespace,
+                    id=shim.container_id,
+                    pid=shim.pid,
+                )
 
     def _take_on(self, key: Key, work: Callable[[Key], Awaitable[None]]) -> None:
         """Run reconciliation work for one container, one piece at a time."""
@@ -455,6 +483,11 @@ class Supervisor:
         if labels.pending(record.labels):
             logs.event(log, logging.INFO, "removing what a failed Run left", ns=key[0], id=key[1])
             await self.module.remove_container(*key)
+
+    async def _remove_orphan(self, key: Key) -> None:
+        logs.event(log, logging.WARNING, "removing a task that has no container", ns=key[0], id=key[1])
+        remove = self.module.remove_orphan_task
+        await persist("remove an orphan task", key, self._locked, key, remove, *key)
 
     async def _finish_give_up(self, key: Key) -> None:
         """A given-up container whose task survived (the give-up was cut

@@ -61,6 +61,8 @@ def daemon_config(
         broker=broker,
         root=tmp_path / "contd-root",
         containerd_socket=containerd.address,
+        containerd_root=containerd.root,
+        containerd_state=containerd.state,
         corex=corex,
         workers=64,
         request_timeout=60.0,

@@ -271,7 +271,10 @@ def holdings_problems(
         if cid not in held.tasks:
             problems.append(f"{cid}: processes {pids} run in its cgroup but containerd has no task for it")
     if len(held.shims) != len(held.tasks):
-        problems.append(f"{len(held.shims)} runc shims run for {len(held.tasks)} tasks: {held.shims}")
+        problems.append(
+            f"{len(held.shims)} runc shims run for {len(held.tasks)} tasks: "
+            + ", ".join(f"{pid} {command_line(pid)}" for pid in held.shims)
+        )
     for name in sorted(held.log_files):
         if name.split(".log")[0] not in held.containers:
             problems.append(f"log file {name} of a container containerd does not have")
