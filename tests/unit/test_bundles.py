@@ -68,7 +68,7 @@ def test_only_idle_old_shims_of_this_containerd_without_a_bundle_count(tmp_path:
         b"/usr/bin/python3\x00-S\x00/root/bin/contd-logshim\x00--log\x00x\x00"
     )
     children = {"busy": "99 98", "orphan": "98"}
-    for pid, cid, started in ((10, "live", 1), (11, "orphan", 1), (12, "busy", 1), (14, "young", 990)):
+    for pid, cid, started in ((10, "live", 1), (11, "orphan", 1), (12, "busy", 1), (14, "young", 998)):
         _shim(proc, pid, "ns", cid)
         (proc / str(pid) / "task" / str(pid)).mkdir(parents=True)
         (proc / str(pid) / "task" / str(pid) / "children").write_text(children.get(cid, ""))
