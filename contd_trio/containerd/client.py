@@ -533,27 +533,46 @@ class EventWatch:
             return
 
     async def _wait_until_live(self, stream: ReplyStream[events_pb2.Envelope]) -> None:
-        """Publish a probe and read ``stream`` until it comes back.
+        """Publish probes, more and more slowly, while reading ``stream``
+        until one comes back (a probe published before containerd
+        registered the subscription is never delivered to it).
 
         Raises:
             ContdError: containerd is away, or ended the stream.
         """
         token = uuid.uuid4().hex.encode()
-        try:
-            await self._containerd.publish(PROBE_NAMESPACE, PROBE_TOPIC, PROBE_TYPE_URL, token)
-        except (errors.Unavailable, errors.DeadlineExceeded):
-            raise
-        except errors.ContdError as exc:  # cannot probe here: take the stream as it is
-            logs.event(log, logging.WARNING, "cannot confirm the event subscription", error=str(exc))
-            return
-        with trio.move_on_after(PROBE_WAIT):
-            async for envelope in stream:
-                if envelope.topic != PROBE_TOPIC:
-                    self._early.append(decode_envelope(envelope))
-                elif envelope.event.value == token:
-                    return
-            raise errors.Unavailable("containerd ended the event stream")
-        logs.event(log, logging.WARNING, "event subscription not confirmed in time", waited=PROBE_WAIT)
+        async with open_nursery() as nursery:
+
+            async def publish_probes() -> None:
+                interval = 0.02
+                while True:
+                    try:
+                        await self._containerd.publish(PROBE_NAMESPACE, PROBE_TOPIC, PROBE_TYPE_URL, token)
+                    except (errors.Unavailable, errors.DeadlineExceeded):
+                        raise
+                    except errors.ContdError as exc:  # cannot probe here: take the stream as it is
+                        logs.event(
+                            log, logging.WARNING, "cannot confirm the event subscription", error=str(exc)
+                        )
+                        nursery.cancel_scope.cancel()
+                        return
+                    await trio.sleep(interval)
+                    interval = min(interval * 2, 1.0)
+
+            nursery.start_soon(publish_probes)
+            with trio.move_on_after(PROBE_WAIT) as waiting:
+                async for envelope in stream:
+                    if envelope.topic != PROBE_TOPIC:
+                        self._early.append(decode_envelope(envelope))
+                    elif envelope.event.value == token:
+                        nursery.cancel_scope.cancel()
+                        return
+                raise errors.Unavailable("containerd ended the event stream")
+            if waiting.cancelled_caught:
+                logs.event(
+                    log, logging.WARNING, "event subscription not confirmed in time", waited=PROBE_WAIT
+                )
+            nursery.cancel_scope.cancel()
 
     async def _drop_stream(self) -> None:
         stack, self._stream_stack, self._stream = self._stream_stack, None, None
