@@ -26,8 +26,10 @@ from .config import Config
 from .containerd.channel import open_channel
 from .containerd.client import Containerd
 from .containerd.spec import HostFacts
-from .module.container import ContainerModule, Paths, RunSettings
+from .module.container import ContainerModule
+from .module.exec_runner import ExecRunner
 from .module.lifecycle import Lifecycle
+from .module.operations import ContainerOps, Paths, RunSettings
 from .module.output import install_logshim
 from .module.restart_policy import RestartPolicy
 from .module.retry import Janitor
@@ -91,6 +93,7 @@ class Daemon:
     config: Config
     server: Server
     containerd: Containerd
+    ops: ContainerOps
     module: ContainerModule
     supervisor: Supervisor
     stats: StatsMonitors
@@ -137,12 +140,14 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
             start_settle=config.start_settle,
         )
         janitor = Janitor()
-        module = ContainerModule(containerd, host, Paths(config.root), settings, lifecycle, stats, janitor)
+        paths = Paths(config.root)
+        ops = ContainerOps(containerd, paths, settings, lifecycle, stats, janitor)
+        module = ContainerModule(ops, host, ExecRunner(containerd, paths, logshim, janitor))
         policy = RestartPolicy(
             delay=config.restart_delay, limit=config.restart_limit, window=config.restart_window
         )
         supervisor = Supervisor(
-            containerd, module, lifecycle, policy, reconcile_interval=config.reconcile_interval
+            containerd, ops, lifecycle, policy, reconcile_interval=config.reconcile_interval
         )
         server.register(OBJECT, container_methods(module))
         async with trio.open_nursery() as nursery:
@@ -163,7 +168,7 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
                 workers=config.workers,
             )
             try:
-                yield Daemon(config, server, containerd, module, supervisor, stats)
+                yield Daemon(config, server, containerd, ops, module, supervisor, stats)
             finally:
                 nursery.cancel_scope.cancel()
 
@@ -183,7 +188,7 @@ async def run_daemon(config: Config) -> None:
                 async with open_daemon(config) as daemon:
                     serving.append(daemon)
                     await stop_requested.wait()
-                    daemon.module.stopping.set()
+                    daemon.ops.stopping.set()
                     await daemon.server.stop(config.shutdown_grace)
                     await daemon.server.wait_stopped()
                 nursery.cancel_scope.cancel()

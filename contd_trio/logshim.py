@@ -12,9 +12,14 @@ the file, it rotates it between lines (0-OS issue 1608) without losing any.
 The daemon installs this file as an executable with a ``#!<python> -S``
 line (no site-packages), and it imports only C modules and ``os``: each one
 costs about 3.5 MB of unique memory when 20 run (``signal``, ``socket``,
-``selectors`` and ``urllib`` would add 2 MB more through ``enum`` and ``re``). Arguments come from the URI's
-query, in any order: ``--log PATH --max-bytes N`` and, per log backend i,
-``--stdout.<i> redis://host:port/channel --stderr.<i> redis://host:port/channel``.
+``selectors`` and ``urllib`` would add 2 MB more through ``enum`` and
+``re``). Arguments come from the URI's query, in any order: ``--log PATH
+--max-bytes N`` and, per log backend i, ``--stdout.<i>
+redis://host:port/channel --stderr.<i> redis://host:port/channel``.
+
+The daemon also runs it for an exec process, whose output must stay
+bounded however much it writes: then ``--stderr-log PATH`` keeps stderr
+apart and ``--raw 1`` writes the bytes as they come (no line ending added).
 """
 
 from __future__ import annotations
@@ -231,14 +236,19 @@ def connect(address: tuple[str, int]) -> _socket.socket:
 
 
 class Stream:
-    """One of the container's two outputs: splits it into lines."""
+    """One of the container's two outputs: splits it into lines (``raw``:
+    writes what comes as it comes, adding nothing; no backends then)."""
 
-    def __init__(self, fd: int, channels: list[RedisChannel]) -> None:
+    def __init__(self, fd: int, channels: list[RedisChannel], raw: bool = False) -> None:
         self.fd = fd
         self.channels = channels
+        self.raw = raw
         self.carry = b""
 
     def feed(self, data: bytes, logfile: LogFile) -> None:
+        if self.raw:
+            logfile.write(data)
+            return
         data = self.carry + data
         end = data.rfind(b"\n") + 1
         if end == 0 and len(data) < MAX_LINE:
@@ -258,12 +268,18 @@ class Stream:
 
 
 def serve(options: dict[str, str]) -> int:
-    logfile = LogFile(options["log"], int(options.get("max-bytes") or 10 * 1024 * 1024))
+    max_bytes = int(options.get("max-bytes") or 10 * 1024 * 1024)
+    logfile = LogFile(options["log"], max_bytes)
+    # An exec's output: stderr kept apart, bytes as they came (no line ending added).
+    logfiles = {STDOUT_FD: logfile, STDERR_FD: logfile}
+    if options.get("stderr-log"):
+        logfiles[STDERR_FD] = LogFile(options["stderr-log"], max_bytes)
+    raw = options.get("raw") == "1"
     channels: dict[str, RedisChannel] = {}
     streams = []
     for fd, name in ((STDOUT_FD, "stdout"), (STDERR_FD, "stderr")):
         urls = [url for key, url in sorted(options.items()) if key.split(".")[0] == name and url]
-        streams.append(Stream(fd, [channels.setdefault(url, RedisChannel(url)) for url in urls]))
+        streams.append(Stream(fd, [channels.setdefault(url, RedisChannel(url)) for url in urls], raw))
 
     stopping = []
     _signal.signal(_signal.SIGTERM, lambda *_: stopping.append(True))
@@ -300,9 +316,9 @@ def serve(options: dict[str, str]) -> int:
             except OSError:
                 data = b""
             if data:
-                stream.feed(data, logfile)
+                stream.feed(data, logfiles[fd])
             else:
-                stream.finish(logfile)
+                stream.finish(logfiles[fd])
                 poller.unregister(fd)
                 os.close(fd)
                 del by_fd[fd]
@@ -311,7 +327,7 @@ def serve(options: dict[str, str]) -> int:
             channel.flush(now)
 
     for stream in streams:
-        stream.finish(logfile)
+        stream.finish(logfiles[stream.fd])
     # Last chance for the lines still held for Redis (bounded: the shim waits 12 s).
     deadline = time.monotonic() + 5
     while any(c.pending for c in channels.values()) and time.monotonic() < deadline:
@@ -319,7 +335,8 @@ def serve(options: dict[str, str]) -> int:
             channel.retry_at = 0.0
             channel.flush(time.monotonic())
         time.sleep(0.2)
-    logfile.close()
+    for each in {id(f): f for f in logfiles.values()}.values():
+        each.close()
     return 0
 
 

@@ -1,152 +1,58 @@
 """The container module: Run, Inspect, Delete and the rest of 0-OS's surface.
 
-Orchestration only. Validation and spec building are pure modules
-(:mod:`.validate`, :mod:`..containerd.spec`); containerd is reached through
-an injected :class:`~contd_trio.containerd.client.Containerd`. Nothing is
-kept here between calls: every answer is read back from containerd, and
-what a spec cannot say is kept as container labels and spec annotations.
-
-Operations that change a container (Run, Delete, SignalDelete) are
-serialised per (namespace, id); different containers proceed in parallel.
-Every wait is bounded, and cleanup that must finish (removing a half-made
-container, killing an exec that timed out) runs shielded from cancellation.
+The RPC facade of ``container@0.0.1``: it validates what callers send,
+words what they are answered, and leaves the work to the container
+operations (:mod:`.operations`, shared with the supervisor) and the exec
+runner (:mod:`.exec_runner`). Nothing is kept here between calls: every
+answer is read back from containerd, and what a spec cannot say is kept as
+container labels and spec annotations.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shlex
 import signal
-import uuid
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import trio
 
 from .. import logs
 from ..containerd import spec as oci
-from ..containerd.bundles import is_stale_bundle_error, remove_stale_bundle
-from ..containerd.client import Containerd, ContainerRecord, Exit, ProcessState
-from ..errors import (
-    AlreadyExists,
-    ContainerdError,
-    ContdError,
-    EntrypointExited,
-    ExecFailed,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-)
-from ..taskgroups import wait_any
+from ..containerd.client import ContainerRecord, ProcessState
+from ..errors import ExecFailed, FailedPrecondition, InvalidArgument, NotFound
 from ..text import format_duration, shorten
 from . import labels
-from .lifecycle import Lifecycle
-from .locks import KeyedLocks
-from .logfiles import rotated, tail_lines
-from .output import task_output_uri
-from .retry import Janitor
-from .stats import StatsMonitors
-from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, TaskState, go_time
+from .exec_runner import ExecResult, ExecRunner
+from .logfiles import tail_lines
+from .operations import ERROR_OUTPUT_LINES, ContainerOps
+from .types import Container, TaskState, go_time
 from .untrusted import check_args
-from .validate import HostView, log_path, prepare_run, validate_identifier
+from .validate import HostView, prepare_run, validate_identifier
 
 log = logging.getLogger("contd.module")
 
-#: How long a container (or exec) killed with SIGKILL may take to be gone.
-KILL_GRACE_SECONDS = 10.0
-#: How long removing a half-made container may take, shielded from cancellation.
-CLEANUP_SECONDS = 20.0
-#: What the end of a Delete may take, shielded: SIGKILL and the wait for it,
-#: then removing the task, the container and its files. A Delete's SIGTERM
-#: grace is cut so that this still fits in the time its request has left.
-KILL_BUDGET_SECONDS = KILL_GRACE_SECONDS + 10.0
 #: The largest OCI spec Run sends (containerd's own limit on a message is 16 MiB).
 MAX_SPEC_BYTES = 1024 * 1024
-#: Exit codes of an exec that could not start, as docker and a shell give them.
-EXEC_NOT_FOUND = 127
-EXEC_CANNOT_RUN = 126
 #: Lines of output Logs gives back (0-OS: 100).
 LOG_LINES = 100
-#: Lines of output quoted in an error (an entrypoint or exec that failed).
-ERROR_OUTPUT_LINES = 10
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where the daemon keeps its files under ``-root``."""
-
-    root: Path
-
-    def log_file(self, namespace: str, container_id: str) -> Path:
-        return log_path(self.root, namespace, container_id)
-
-    def exec_output(self, namespace: str, container_id: str, exec_id: str) -> Path:
-        validate_identifier("namespace", namespace)
-        validate_identifier("container name", container_id)
-        return self.root / "exec" / namespace / f"{container_id}.{exec_id}.out"
-
-    def exec_outputs(self, namespace: str, container_id: str) -> list[Path]:
-        """Output files of a container's exec processes still on disk (blocking)."""
-        directory = self.exec_output(namespace, container_id, "x").parent
-        return sorted(directory.glob(f"{container_id}.exec-*.out"))
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How Run starts containers (from the daemon's flags).
-
-    Attributes:
-        logshim: the installed log shim (see :mod:`.output`).
-        log_max_bytes: where container logs rotate.
-        start_settle: how long a new entrypoint must stay up for Run to succeed.
-        start_event_wait: how long Run waits for containerd's TaskStart before
-            asking containerd for the task's state itself.
-    """
-
-    logshim: Path
-    log_max_bytes: int = 10 * 1024 * 1024
-    #: containerd's state directory, where a bundle it left without a shim
-    #: is removed (see containerd.bundles); None leaves them alone.
-    containerd_state: Path | None = None
-    start_settle: float = 0.25
-    start_event_wait: float = 2.0
+#: How much of an exec's output an error about it looks at.
+EXEC_ERROR_OUTPUT_BYTES = 64 * 1024
 
 
 class ContainerModule:
     """The ``container@0.0.1`` object.
 
     Args:
-        containerd: the client every call goes through.
+        ops: the container operations (containerd, files, locks, stats).
         host: what validation may look at (rootfs, netns, mount sources).
-        paths: the daemon's own files.
-        settings: how tasks are started.
-        lifecycle: shared with the supervisor (start confirmation, events).
-        stats: the stats monitors, or None to run none.
+        execs: runs exec processes.
     """
 
-    def __init__(
-        self,
-        containerd: Containerd,
-        host: HostView,
-        paths: Paths,
-        settings: RunSettings,
-        lifecycle: Lifecycle,
-        stats: StatsMonitors | None = None,
-        janitor: Janitor | None = None,
-    ) -> None:
-        self.containerd = containerd
+    def __init__(self, ops: ContainerOps, host: HostView, execs: ExecRunner) -> None:
+        self.ops = ops
         self.host = host
-        self.paths = paths
-        self.settings = settings
-        self.lifecycle = lifecycle
-        self.stats = stats
-        #: Finishes clean-up that containerd refused mid-way (it was away).
-        self.janitor = janitor or Janitor()
-        self.locks = KeyedLocks()
-        #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
-        #: grace stop waiting and finish, so their callers get a true answer.
-        self.stopping = trio.Event()
+        self.execs = execs
 
     # -- Run -------------------------------------------------------------------------------
 
@@ -167,240 +73,22 @@ class ContainerModule:
         """
         plan = await trio.to_thread.run_sync(prepare_run, namespace, container, self.host)
         container_id = plan.container.name
-        async with self.locks.hold((namespace, container_id)):
-            await self.containerd.ensure_namespace(namespace)
+        ops = self.ops
+        async with ops.locks.hold((namespace, container_id)):
+            await ops.containerd.ensure_namespace(namespace)
             spec = oci.build_spec(namespace, plan.container, plan.args, plan.env, plan.cwd, self.host.facts)
             _check_spec_size(spec)
-            created_at_ns = await self._create(namespace, container_id, spec)
+            created_at_ns = await ops.create(namespace, container_id, spec)
             confirmed = False
             try:
-                await self.start_task(namespace, plan.container)
-                await self.containerd.update_labels(namespace, container_id, {labels.PENDING: ""})
+                await ops.start_task(namespace, plan.container)
+                await ops.confirm(namespace, container_id)
                 confirmed = True
             finally:
                 if not confirmed:
-                    await self._remove_half_made(namespace, container_id, created_at_ns)
-            if self.stats is not None:
-                self.stats.start(namespace, container_id, plan.container.stats or ())
+                    await ops.remove_half_made(namespace, container_id, created_at_ns)
+            ops.monitor_stats(namespace, container_id, plan.container.stats or ())
         return container_id
-
-    async def _create(self, namespace: str, container_id: str, spec: dict[str, object]) -> int:
-        """Create the container, marked as managed and pending; returns when
-        containerd created it (what tells this container from a later one
-        of the same name).
-
-        A create is not cancelled half-way (containerd would finish it anyway,
-        and the cleanup must know what exists). When it fails other than with
-        AlreadyExists, containerd may have made it all the same (the answer
-        was lost): a pending container of that name is then removed.
-        """
-        new_labels = {labels.MANAGED: "true", labels.PENDING: "true"}
-        try:
-            with trio.CancelScope(shield=True):
-                record = await self.containerd.create_container(
-                    namespace, container_id, spec, labels=new_labels
-                )
-        except AlreadyExists:
-            raise AlreadyExists(f"container {container_id} already exists in namespace {namespace}") from None
-        except BaseException:
-            await self._remove_if_pending(namespace, container_id)
-            raise
-        return record.created_at_ns
-
-    async def start_task(self, namespace: str, container: Container) -> int:
-        """Create and start the container's task, its output going through
-        the log shim; returns the pid once the start is confirmed.
-
-        Wait is called before Start (containerd's rule), interest in the
-        TaskStart event is registered before Start, and the task's state is
-        asked for when the event is late. An exit before the start is
-        confirmed or within the settle window fails the start.
-
-        Raises:
-            EntrypointExited: the process exited; the task is left for the caller.
-            ContdError: containerd failed (or went away while we waited).
-        """
-        container_id = container.name
-        log_file = self.paths.log_file(namespace, container_id)
-        await trio.to_thread.run_sync(lambda: log_file.parent.mkdir(parents=True, exist_ok=True))
-        uri = task_output_uri(
-            self.settings.logshim, log_file, self.settings.log_max_bytes, container.logs or ()
-        )
-        with self.lifecycle.starting(namespace, container_id) as waiter:
-            with trio.CancelScope(shield=True):
-                try:
-                    await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
-                except (AlreadyExists, ContainerdError) as exc:
-                    # What containerd left of a task of this name when it died
-                    # while making it: a task without its container, or a
-                    # bundle without its shim. Remove it, then try again once.
-                    if not isinstance(exc, AlreadyExists) and not is_stale_bundle_error(str(exc)):
-                        raise
-                    logs.event(log, logging.WARNING, "removing a stale task", ns=namespace, id=container_id)
-                    await self.kill_and_remove_task(namespace, container_id)
-                    await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
-            async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
-                with trio.CancelScope(shield=True):
-                    pid = await self.containerd.start(namespace, container_id)
-                with trio.move_on_after(self.settings.start_event_wait):
-                    await wait_any(waiter.started, exit_watch.done)
-                if not (waiter.started.is_set() or exit_watch.done.is_set()):
-                    # The event is late (or lost): ask containerd itself.
-                    state = await self.containerd.get_process(namespace, container_id)
-                    logs.event(
-                        log,
-                        logging.WARNING,
-                        "no TaskStart event in time",
-                        ns=namespace,
-                        id=container_id,
-                        status=state.status,
-                    )
-                with trio.move_on_after(self.settings.start_settle):
-                    await exit_watch.done.wait()
-        if exit_watch.done.is_set():
-            status = exit_watch.result().exit_status  # raises when the wait itself failed
-            raise EntrypointExited(
-                f"entrypoint of {container_id} exited with status {status}"
-                + await self._output_tail(namespace, container_id),
-                exit_status=status,
-            )
-        return pid
-
-    async def _output_tail(self, namespace: str, container_id: str) -> str:
-        # The log shim writes the last lines when the task is deleted: do that first.
-        with (
-            trio.CancelScope(shield=True),
-            trio.move_on_after(CLEANUP_SECONDS),
-            contextlib.suppress(NotFound),
-        ):
-            await self.containerd.delete_task(namespace, container_id)
-        return await _quoted_output(self.paths.log_file(namespace, container_id))
-
-    async def _remove_half_made(self, namespace: str, container_id: str, created_at_ns: int) -> None:
-        """Remove a container Run made but could not finish; shielded,
-        bounded, never raising. When containerd refuses (it is away: the
-        un-pending may even have happened), the janitor removes it once
-        containerd is back, so a Run answered with an error never leaves a
-        running container."""
-        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS) as scope:
-            try:
-                await self.remove_container(namespace, container_id)
-                return
-            except ContdError as exc:
-                logs.event(
-                    log,
-                    logging.WARNING,
-                    "could not remove a half-made container yet",
-                    ns=namespace,
-                    id=container_id,
-                    error=str(exc),
-                )
-        if scope.cancelled_caught:
-            logs.event(
-                log,
-                logging.WARNING,
-                "removing a half-made container takes long",
-                ns=namespace,
-                id=container_id,
-            )
-        self.janitor.soon(
-            "remove what a failed Run made",
-            (namespace, container_id),
-            self._remove_failed_run,
-            namespace,
-            container_id,
-            created_at_ns,
-        )
-
-    async def _remove_failed_run(self, namespace: str, container_id: str, created_at_ns: int) -> None:
-        """The janitor's half of :meth:`_remove_half_made`: the container
-        that Run created, not one of the same name made since."""
-        async with self.locks.hold((namespace, container_id)):
-            try:
-                record = await self.containerd.get_container(namespace, container_id)
-            except NotFound:
-                return
-            if record.created_at_ns == created_at_ns:
-                await self.remove_container(namespace, container_id)
-
-    async def _remove_if_pending(self, namespace: str, container_id: str) -> None:
-        """Remove the container if it is a pending one (never somebody's
-        finished container); shielded, bounded, never raising."""
-        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS):
-            try:
-                record = await self.containerd.get_container(namespace, container_id)
-            except ContdError:
-                return  # not there (or containerd is away: reconciliation will look)
-            if labels.pending(record.labels):
-                await self._remove_half_made(namespace, container_id, record.created_at_ns)
-
-    async def remove_container(self, namespace: str, container_id: str) -> None:
-        """Kill and remove the task, then the container's files, then the
-        container: its record goes last, so a removal cut short is found
-        (and finished) again.
-
-        Raises:
-            FailedPrecondition: the task did not die of SIGKILL in time.
-            ContdError: containerd failed.
-        """
-        await self.kill_and_remove_task(namespace, container_id)
-        await trio.to_thread.run_sync(self._remove_files, namespace, container_id)
-        with contextlib.suppress(NotFound):
-            await self.containerd.delete_container(namespace, container_id)
-
-    async def remove_orphan_task(self, namespace: str, container_id: str) -> None:
-        """Remove a task whose container record is gone.
-
-        containerd deletes a task only through its container, so a
-        placeholder container (pending, so reconciliation never starts it)
-        is made for it first.
-        """
-        try:
-            await self.containerd.get_container(namespace, container_id)
-            return  # it has a container (again): not an orphan
-        except NotFound:
-            pass
-        placeholder = oci.default_spec(namespace, container_id)
-        with contextlib.suppress(AlreadyExists):
-            await self.containerd.create_container(
-                namespace,
-                container_id,
-                placeholder,
-                labels={labels.MANAGED: "true", labels.PENDING: "true"},
-            )
-        await self.remove_container(namespace, container_id)
-
-    async def kill_and_remove_task(self, namespace: str, container_id: str) -> Exit | None:
-        """SIGKILL every process of the task, wait for it, delete it.
-
-        A task containerd half-made (it died while creating it: the shim is
-        up, runc never ran) answers NotFound to Kill and Wait, yet Delete is
-        what removes its shim, so Delete is always asked.
-
-        Raises:
-            FailedPrecondition: the task did not die of SIGKILL in time.
-        """
-        with contextlib.suppress(NotFound):  # not running, or no task at all
-            await self.containerd.kill(namespace, container_id, signal.SIGKILL, all_processes=True)
-        try:
-            with trio.fail_after(KILL_GRACE_SECONDS), contextlib.suppress(NotFound):
-                await self.containerd.wait(namespace, container_id)
-        except trio.TooSlowError:
-            # Un-killable (a process in D state): say so, and leave it to be
-            # finished off later rather than block this caller forever.
-            raise FailedPrecondition(
-                f"container {container_id} in namespace {namespace} did not exit "
-                f"within {KILL_GRACE_SECONDS:g} seconds of SIGKILL"
-            ) from None
-        try:
-            return await self.containerd.delete_task(namespace, container_id)
-        except NotFound:
-            pass  # no task (or a half-made one: deleting it removed its shim all the same)
-        if self.settings.containerd_state is not None:
-            await trio.to_thread.run_sync(
-                remove_stale_bundle, self.settings.containerd_state, namespace, container_id
-            )
-        return None
 
     # -- Inspect, List, ListNS ------------------------------------------------------------------
 
@@ -414,7 +102,7 @@ class ContainerModule:
         container = oci.read_spec(record.spec or {})
         container = replace(container, name=record.id, created_at=go_time(record.created_at_ns))
         try:
-            state: ProcessState | None = await self.containerd.get_process(namespace, container_id)
+            state: ProcessState | None = await self.ops.containerd.get_process(namespace, container_id)
         except NotFound:
             state = None
         task = TaskState(restarts=labels.restarts(record.labels))
@@ -438,114 +126,56 @@ class ContainerModule:
         if not namespace:
             raise InvalidArgument("namespace is required (ListNS lists the namespaces)")
         validate_identifier("namespace", namespace)
-        return sorted(c.id for c in await self.containerd.list_containers(namespace))
+        return sorted(c.id for c in await self.ops.containerd.list_containers(namespace))
 
     async def list_ns(self) -> list[str]:
-        return await self.containerd.list_namespaces()
+        return await self.ops.containerd.list_namespaces()
 
     async def _get(self, namespace: str, container_id: str) -> ContainerRecord:
         validate_identifier("namespace", namespace)
         validate_identifier("container id", container_id)
         try:
-            return await self.containerd.get_container(namespace, container_id)
+            return await self.ops.containerd.get_container(namespace, container_id)
         except NotFound:
             raise NotFound(f"container {container_id} not found in namespace {namespace}") from None
 
     # -- Delete, SignalDelete --------------------------------------------------------------------
 
     async def delete(self, namespace: str, container_id: str) -> None:
-        """SIGTERM, up to the container's shutdown timeout, SIGKILL, then
+        """SIGTERM, up to the container's shutdown timeout (but never so long
+        that the rest no longer fits in the request's deadline), SIGKILL, then
         remove its task, the container and its files.
-
-        The grace is cut so that the end (SIGKILL and removal, shielded from
-        cancellation and bounded) fits in the time the request has left; a
-        stopping daemon cuts it short. Once marked as going away, a container
-        is removed even if this Delete fails or is cancelled: reconciliation
-        finishes it off.
 
         Raises:
             NotFound: no such container.
             FailedPrecondition: it did not die of SIGKILL in time (it stays
-                marked as going away).
+                marked as going away, and is removed once it dies).
         """
-        async with self.locks.hold((namespace, container_id)):
-            record = await self._get(namespace, container_id)
-            await self._mark_going_away(namespace, container_id)
-            if self.stats is not None:
-                self.stats.stop(namespace, container_id)
-            timeout_ns = oci.read_spec(record.spec or {}).shutdown_timeout_ns
-            wanted = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
-            left = trio.current_effective_deadline() - trio.current_time()
-            grace = max(0.0, min(wanted, left - KILL_BUDGET_SECONDS))
-            try:
-                await self._terminate(namespace, container_id, grace)
-            finally:
-                await self._finish_delete(namespace, container_id)
-        logs.event(log, logging.INFO, "container deleted", ns=namespace, id=container_id)
-
-    async def _terminate(self, namespace: str, container_id: str, grace: float) -> None:
-        """SIGTERM the task and wait up to ``grace`` for it to exit."""
+        validate_identifier("namespace", namespace)
+        validate_identifier("container id", container_id)
         try:
-            state = await self.containerd.get_process(namespace, container_id)
+            await self.ops.delete(namespace, container_id)
         except NotFound:
-            return  # no task
-        if grace <= 0 or state.status not in ("running", "paused", "pausing"):
-            return
-        # Waiting before signalling, as 0-OS did: the exit cannot slip by.
-        async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
-            with contextlib.suppress(NotFound):
-                await self.containerd.kill(namespace, container_id, signal.SIGTERM)
-            with trio.move_on_after(grace):
-                await wait_any(exit_watch.done, self.stopping)
-        if not exit_watch.done.is_set():
-            logs.event(
-                log,
-                logging.INFO,
-                "daemon stopping, not waiting out the grace"
-                if self.stopping.is_set()
-                else "container ignored SIGTERM",
-                ns=namespace,
-                id=container_id,
-                grace=grace,
-            )
-
-    async def _finish_delete(self, namespace: str, container_id: str) -> None:
-        """SIGKILL, then remove the task, the container and its files:
-        shielded and bounded by :data:`KILL_BUDGET_SECONDS`."""
-        with trio.CancelScope(shield=True), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
-            await self.remove_container(namespace, container_id)
-        if scope.cancelled_caught:
-            raise FailedPrecondition(
-                f"container {container_id} in namespace {namespace} could not be removed within "
-                f"{KILL_BUDGET_SECONDS:g} seconds of SIGKILL; it will be removed once it exits"
-            )
+            raise NotFound(f"container {container_id} not found in namespace {namespace}") from None
 
     async def signal_delete(self, namespace: str, container_id: str) -> None:
         """Mark the container as going away (nothing will restart it), send
         SIGTERM and return. An unknown container is not an error."""
-        async with self.locks.hold((namespace, container_id)):
+        ops = self.ops
+        async with ops.locks.hold((namespace, container_id)):
             try:
                 await self._get(namespace, container_id)
-                await self._mark_going_away(namespace, container_id)
-                await self.containerd.kill(namespace, container_id, signal.SIGTERM)
+                await ops.mark_going_away(namespace, container_id)
+                await ops.containerd.kill(namespace, container_id, signal.SIGTERM)
             except NotFound:
                 return
         logs.event(log, logging.INFO, "container signalled to go away", ns=namespace, id=container_id)
-
-    async def _mark_going_away(self, namespace: str, container_id: str) -> None:
-        await self.containerd.update_labels(namespace, container_id, {labels.GOING_AWAY: "true"})
-
-    def _remove_files(self, namespace: str, container_id: str) -> None:
-        """The container's logs and any exec output left behind (blocking)."""
-        base = self.paths.log_file(namespace, container_id)
-        for path in (base, rotated(base), *self.paths.exec_outputs(namespace, container_id)):
-            path.unlink(missing_ok=True)
 
     # -- Exec ----------------------------------------------------------------------------------------
 
     async def exec_process(self, namespace: str, container_id: str, timeout_ns: int, *args: str) -> None:
         """Run a process in a running container and wait for it. The process
-        and its output file are always removed afterwards.
+        and its output are always removed afterwards.
 
         Raises:
             InvalidArgument: no command, an argument that is not UTF-8, or a
@@ -557,6 +187,24 @@ class ContainerModule:
                 non-zero, or ran past the timeout (it is killed then); the
                 message quotes its last output.
         """
+        command = shorten(shlex.join(args))
+        result = await self._exec(namespace, container_id, timeout_ns, args, EXEC_ERROR_OUTPUT_BYTES)
+        if result.exit_status is None:
+            raise ExecFailed(
+                f"exec {command} in {container_id}: timed out after {format_duration(timeout_ns / 1e9)}"
+                + _quoted(result),
+                exit_status=-1,
+            )
+        if result.exit_status != 0:
+            raise ExecFailed(
+                f"exec {command} in {container_id}: non-zero exit code: {result.exit_status}"
+                + _quoted(result),
+                exit_status=result.exit_status,
+            )
+
+    async def _exec(
+        self, namespace: str, container_id: str, timeout_ns: int, args: tuple[str, ...], output_limit: int
+    ) -> ExecResult:
         if not args:
             raise InvalidArgument("exec needs a command")
         check_args("args", args)
@@ -565,117 +213,20 @@ class ContainerModule:
         record = await self._get(namespace, container_id)
         # containerd's own answer for a stopped task names neither the container nor the state.
         try:
-            state = await self.containerd.get_process(namespace, container_id)
+            state: ProcessState | None = await self.ops.containerd.get_process(namespace, container_id)
         except NotFound:
             state = None
-        running = state is not None and state.status == "running"
-        if not running:
+        if state is None or state.status != "running":
             raise FailedPrecondition(f"container {container_id} in namespace {namespace} is not running")
-        exec_id = f"exec-{uuid.uuid4().hex[:12]}"
-        output = self.paths.exec_output(namespace, container_id, exec_id)
-        await trio.to_thread.run_sync(lambda: output.parent.mkdir(parents=True, exist_ok=True))
         process = oci.process_spec(list(args), [], "", dict(record.spec or {}))
-        command = shorten(shlex.join(args))
-        timeout = timeout_ns / 1e9
-        try:
-            try:
-                exit_ = await self._run_exec(
-                    namespace, container_id, exec_id, process, output, command, timeout
-                )
-            finally:
-                await self._remove_exec(namespace, container_id, exec_id)
-            # Read only now: the runc shim finishes copying a process's output
-            # when the process is deleted, not when it exits.
-            if exit_ is None:
-                raise ExecFailed(
-                    f"exec {command} in {container_id}: timed out after {format_duration(timeout)}"
-                    + await _quoted_output(output),
-                    exit_status=-1,
-                )
-            if exit_.exit_status != 0:
-                raise ExecFailed(
-                    f"exec {command} in {container_id}: non-zero exit code: {exit_.exit_status}"
-                    + await _quoted_output(output),
-                    exit_status=exit_.exit_status,
-                )
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(lambda: output.unlink(missing_ok=True))
-
-    async def _run_exec(
-        self,
-        namespace: str,
-        container_id: str,
-        exec_id: str,
-        process: dict[str, object],
-        output: Path,
-        command: str,
-        timeout: float,
-    ) -> Exit | None:
-        """Add the exec process, start it and wait up to ``timeout``; None
-        when it ran past it."""
-        uri = f"file://{output}"
-        try:
-            await self.containerd.exec_process(
-                namespace, container_id, exec_id, process, stdout=uri, stderr=uri
-            )
-        except (NotFound, FailedPrecondition):
-            # Its task stopped since we looked.
-            raise FailedPrecondition(
-                f"container {container_id} in namespace {namespace} is not running"
-            ) from None
-        async with self.containerd.watch_exit(namespace, container_id, exec_id) as exit_watch:
-            try:
-                await self.containerd.start(namespace, container_id, exec_id)
-            except ContainerdError as exc:
-                # runc could not run it: say why, as a failed exec (not a containerd fault).
-                raise ExecFailed(
-                    f"exec {command} in {container_id}: could not start: {exc}",
-                    exit_status=_exec_start_status(str(exc)),
-                ) from exc
-            with trio.move_on_after(timeout):
-                await exit_watch.done.wait()
-        return exit_watch.result() if exit_watch.done.is_set() else None
-
-    async def _remove_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
-        """Kill the exec process if it runs, then delete it; shielded,
-        bounded, never raising. What containerd refuses now (it is away) the
-        janitor does once it is back."""
-        key = (namespace, container_id)
-        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS) as scope:
-            try:
-                await self._kill_and_remove_exec(namespace, container_id, exec_id)
-                return
-            except ContdError as exc:
-                logs.event(
-                    log,
-                    logging.WARNING,
-                    "could not remove an exec process yet",
-                    ns=namespace,
-                    id=container_id,
-                    exec_id=exec_id,
-                    error=str(exc),
-                )
-        if scope.cancelled_caught:
-            logs.event(
-                log, logging.WARNING, "removing an exec process takes long", ns=namespace, id=container_id
-            )
-        self.janitor.soon(
-            "remove an exec process", key, self._kill_and_remove_exec, namespace, container_id, exec_id
+        return await self.execs.run(
+            namespace,
+            container_id,
+            process,
+            timeout_ns / 1e9,
+            command=shorten(shlex.join(args)),
+            output_limit=output_limit,
         )
-
-    async def _kill_and_remove_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
-        try:
-            state = await self.containerd.get_process(namespace, container_id, exec_id)
-        except NotFound:
-            return
-        if state.status in ("running", "paused", "pausing"):
-            with contextlib.suppress(NotFound, FailedPrecondition):
-                await self.containerd.kill(namespace, container_id, signal.SIGKILL, exec_id)
-            with contextlib.suppress(NotFound), trio.move_on_after(KILL_GRACE_SECONDS):
-                await self.containerd.wait(namespace, container_id, exec_id)
-        with contextlib.suppress(NotFound):
-            await self.containerd.delete_process(namespace, container_id, exec_id)
 
     # -- Logs ----------------------------------------------------------------------------------------
 
@@ -686,21 +237,17 @@ class ContainerModule:
             NotFound: no such container.
         """
         await self._get(namespace, container_id)
-        path = self.paths.log_file(namespace, container_id)
+        path = self.ops.paths.log_file(namespace, container_id)
         lines = await trio.to_thread.run_sync(tail_lines, path, LOG_LINES)
         return "".join(lines)
 
 
-async def _quoted_output(path: Path) -> str:
-    lines = await trio.to_thread.run_sync(tail_lines, path, ERROR_OUTPUT_LINES)
-    text = "".join(lines).strip()
+def _quoted(result: ExecResult) -> str:
+    """The last lines an exec wrote (to stderr, or else stdout), for an error."""
+    output = result.stderr if result.stderr.strip() else result.stdout
+    lines = output.decode("utf-8", "replace").splitlines()[-ERROR_OUTPUT_LINES:]
+    text = "\n".join(lines).strip()
     return f"; output: {text}" if text else ""
-
-
-def _exec_start_status(reason: str) -> int:
-    """The exit status docker gives an exec that could not start."""
-    missing = ("executable file not found", "no such file or directory")
-    return EXEC_NOT_FOUND if any(m in reason.lower() for m in missing) else EXEC_CANNOT_RUN
 
 
 def _check_spec_size(spec: dict[str, object]) -> None:

@@ -41,3 +41,24 @@ def _tail(path: Path, count: int) -> list[str]:
     text = data.decode("utf-8", "replace")
     kept = collections.deque(text.splitlines(keepends=True), maxlen=count)
     return list(kept)
+
+
+def tail_bytes(path: Path, limit: int) -> tuple[bytes, bool]:
+    """The last ``limit`` bytes written to a log (reaching into its rotated
+    file), and whether anything before them is missing; missing files are
+    empty."""
+    data = b""
+    lost = False
+    for part in (rotated(path), path):
+        try:
+            with open(part, "rb") as f:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(0, size - limit))
+                lost = lost or size > limit
+                data += f.read()
+        except FileNotFoundError:
+            continue
+    if len(data) > limit:
+        data, lost = data[-limit:], True
+    return data, lost

@@ -50,3 +50,16 @@ def task_output_uri(shim: Path, log_file: Path, max_bytes: int, backends: Sequen
         if kind is not None:  # validation refused unknown types; an old spec may hold one
             args.update(kind.shim_args(index, backend))
     return f"binary://{quote(str(shim))}?{urlencode(args)}"
+
+
+def exec_output_uri(shim: Path, stdout_file: Path, stderr_file: Path, max_bytes: int) -> str:
+    """The stdio URI of an exec process: the log shim writes its stdout and
+    stderr apart, as they come, each bounded to about twice ``max_bytes``
+    on disk (it rotates, keeping one old file)."""
+    args = {
+        "--log": str(stdout_file),
+        "--stderr-log": str(stderr_file),
+        "--max-bytes": str(max_bytes),
+        "--raw": "1",
+    }
+    return f"binary://{quote(str(shim))}?{urlencode(args)}"

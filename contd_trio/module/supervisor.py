@@ -50,8 +50,8 @@ from ..containerd.events import (
 from ..taskgroups import open_nursery
 from ..text import shorten
 from . import labels
-from .container import KILL_BUDGET_SECONDS, ContainerModule
 from .lifecycle import ContainerEvent, Key, Lifecycle
+from .operations import KILL_BUDGET_SECONDS, ContainerOps
 from .restart_policy import Decision, RestartPolicy, format_history, parse_history
 from .retry import persist, retry_backoff
 from .types import go_time
@@ -70,7 +70,8 @@ T = TypeVar("T")
 class Supervisor:
     """Args:
     containerd: the client.
-    module: whose per-container locks, start and removal it uses.
+    ops: the container operations it shares with the RPC facade (locks,
+        starting, removing, stats monitors).
     lifecycle: start confirmations and published events, shared with Run.
     policy: when a crashed container is restarted or given up.
     clock: wall clock (crash times are kept in labels, across daemon restarts).
@@ -81,14 +82,14 @@ class Supervisor:
     def __init__(
         self,
         containerd: Containerd,
-        module: ContainerModule,
+        ops: ContainerOps,
         lifecycle: Lifecycle,
         policy: RestartPolicy,
         clock: Callable[[], float] = time.time,
         reconcile_interval: float = RECONCILE_INTERVAL,
     ) -> None:
         self.containerd = containerd
-        self.module = module
+        self.ops = ops
         self.lifecycle = lifecycle
         self.policy = policy
         self._now = clock
@@ -224,7 +225,7 @@ class Supervisor:
 
     async def _locked(self, key: Key, call: Callable[..., Awaitable[T]], *args: object) -> T:
         """``call(*args)`` holding the container's lock (released between retries)."""
-        async with self.module.locks.hold(key):
+        async with self.ops.locks.hold(key):
             return await call(*args)
 
     # -- recovery ------------------------------------------------------------------------
@@ -320,12 +321,11 @@ class Supervisor:
             await self.containerd.delete_task(namespace, container_id)
         container = oci.read_spec(record.spec or {})
         container.name = container_id
-        pid = await self.module.start_task(namespace, container)
+        pid = await self.ops.start_task(namespace, container)
         await self.containerd.update_labels(
             namespace, container_id, {labels.RESTARTS: str(labels.restarts(record.labels) + 1)}
         )
-        if self.module.stats is not None:
-            self.module.stats.start(namespace, container_id, container.stats or ())
+        self.ops.monitor_stats(namespace, container_id, container.stats or ())
         return pid
 
     async def _give_up(self, key: Key, reason: str) -> None:
@@ -334,14 +334,13 @@ class Supervisor:
         issue 1268). Shielded and bounded: the label is written first, so a
         give-up cut short is finished by reconciliation, never undone."""
         namespace, container_id = key
-        if self.module.stats is not None:
-            self.module.stats.stop(namespace, container_id)
+        self.ops.stop_stats(namespace, container_id)
         ended: Exit | None = None
         with trio.CancelScope(shield=True), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
             await self.containerd.update_labels(
                 namespace, container_id, {labels.FAILED: shorten(reason, 1000)}
             )
-            ended = await self.module.kill_and_remove_task(namespace, container_id)
+            ended = await self.ops.kill_and_remove_task(namespace, container_id)
             if ended is not None:
                 await self.containerd.update_labels(
                     namespace,
@@ -421,16 +420,16 @@ class Supervisor:
                     # "created": the daemon died while a restart started it.
                     reason = "found not running" if task is None else f"found {task.status}"
                     self._recover_soon(key, reason, delay=False, stale_pid=task.pid if task else 0)
-                elif self.module.stats is not None:
+                else:
                     stats = oci.read_spec(record.spec or {}).stats or ()
-                    self.module.stats.start(namespace, record.id, stats)
+                    self.ops.monitor_stats(namespace, record.id, stats)
         await self._reap_orphan_shims()
         self.reconciliations += 1
 
     async def _reap_orphan_shims(self) -> None:
         """Kill the shims containerd started for tasks it then gave up (its
         client went away mid-create) and left running (see containerd.bundles)."""
-        state = self.module.settings.containerd_state
+        state = self.ops.settings.containerd_state
         if state is None:
             return
         address = self.containerd.channel.socket_path
@@ -467,7 +466,7 @@ class Supervisor:
     async def _finish_off(self, key: Key) -> None:
         """Complete the Delete of a container marked as going away."""
         with contextlib.suppress(errors.NotFound):
-            await persist("finish off a container", key, self.module.delete, *key)
+            await persist("finish off a container", key, self.ops.delete, *key)
 
     async def _remove_pending(self, key: Key) -> None:
         """Remove a container whose Run failed or died before answering
@@ -482,15 +481,15 @@ class Supervisor:
             return
         if labels.pending(record.labels):
             logs.event(log, logging.INFO, "removing what a failed Run left", ns=key[0], id=key[1])
-            await self.module.remove_container(*key)
+            await self.ops.remove_container(*key)
 
     async def _remove_orphan(self, key: Key) -> None:
         logs.event(log, logging.WARNING, "removing a task that has no container", ns=key[0], id=key[1])
-        remove = self.module.remove_orphan_task
+        remove = self.ops.remove_orphan_task
         await persist("remove an orphan task", key, self._locked, key, remove, *key)
 
     async def _finish_give_up(self, key: Key) -> None:
         """A given-up container whose task survived (the give-up was cut
         short): remove the task, as giving up does."""
-        remove = self.module.kill_and_remove_task
+        remove = self.ops.kill_and_remove_task
         await persist("remove a given-up task", key, self._locked, key, remove, *key)

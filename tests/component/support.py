@@ -15,7 +15,7 @@ from contd_trio import errors
 from contd_trio.app import Daemon
 from contd_trio.containerd.client import Containerd
 from contd_trio.module.client import ContainerClient
-from contd_trio.module.container import Paths
+from contd_trio.module.operations import Paths
 from contd_trio.module.service import OBJECT, container_methods
 from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus.dispatch import Dispatcher
@@ -121,9 +121,9 @@ async def locks_released(daemon: Daemon, timeout: float = 10.0) -> None:
     """No per-container lock is held or waited for (the supervisor may
     hold one briefly: wait for it)."""
     with trio.move_on_after(timeout):
-        while len(daemon.module.locks):
+        while len(daemon.ops.locks):
             await trio.sleep(0.02)
-    assert len(daemon.module.locks) == 0, "a container lock is still held"
+    assert len(daemon.ops.locks) == 0, "a container lock is still held"
 
 
 async def settled(proxy: FaultProxy) -> None:
@@ -209,8 +209,9 @@ class Leftovers:
                 found.append(f"exec process {exec_id} ({state.status})")
             except errors.NotFound:
                 pass
-            if self.paths.exec_output(ns, cid, exec_id).exists():
-                found.append(f"exec output file {exec_id}")
+            for stream in ("stdout", "stderr"):
+                if self.paths.exec_output(ns, cid, exec_id, stream).exists():
+                    found.append(f"exec {stream} file {exec_id}")
         if self.paths.log_file(ns, cid).exists():
             found.append("log file")
         # A task deleted with its container can leave its shim behind, out

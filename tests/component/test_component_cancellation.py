@@ -315,7 +315,7 @@ async def test_the_supervisors_restart_cancelled_at_each_containerd_call(
             continue  # the caller gave up on the call before containerd answered it
         if ending != "shut down":
             problems.append(f"{case}: not a clean shutdown")
-        if daemon is not None and len(daemon.module.locks):
+        if daemon is not None and len(daemon.ops.locks):
             problems.append(f"{case}: a container lock is still held")
     # The next daemon's reconciliation completes every interrupted restart.
     async with open_daemon(daemon_config, grpc_channel=proxy.channel):

@@ -95,8 +95,9 @@ async def test_an_exec_of_a_missing_binary_leaves_no_output_file(
     with pytest.raises(CallError):
         await contd.exec_process(ns, "c1", "/bin/nope")
     (exec_id,) = {c.exec_id for c in proxy.calls[since:] if c.exec_id}
-    output = leftovers.paths.exec_output(ns, "c1", exec_id)
-    assert not output.exists(), f"{output} was left behind"
+    for stream in ("stdout", "stderr"):
+        output = leftovers.paths.exec_output(ns, "c1", exec_id, stream)
+        assert not output.exists(), f"{output} was left behind"
     with pytest.raises(errors.NotFound):
         await leftovers.real.get_process(ns, "c1", exec_id)
     await contd.delete(ns, "c1")

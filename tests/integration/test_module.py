@@ -25,6 +25,7 @@ from contd_trio.app import Daemon, open_daemon
 from contd_trio.config import Config
 from contd_trio.containerd.spec import DEFAULT_PATH
 from contd_trio.module.client import ContainerClient
+from contd_trio.module.container import EXEC_ERROR_OUTPUT_BYTES
 from contd_trio.module.types import Container, MountInfo, NetworkInfo
 from contd_trio.zbus import codec
 from contd_trio.zbus.client import open_client
@@ -238,6 +239,38 @@ async def test_signal_delete(contd: ContainerClient, ns: str, netns_name: str, r
     await wait_until(stopped)
     await contd.signal_delete(ns, "nosuch")  # unknown: not an error
     await contd.delete(ns, "c1")
+
+
+async def test_an_exec_writing_without_end_stays_bounded_on_disk(
+    contd: ContainerClient, daemon: Daemon, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    """An exec's output goes through the log shim, which rotates: a process
+    that writes and writes never fills the daemon's disk."""
+    await contd.run(ns, container(rootfs, netns_name, entrypoint=STEADY))
+    outputs = daemon.config.root / "exec" / ns
+    written = 20 * 1024 * 1024
+
+    def on_disk() -> int:
+        return sum(f.stat().st_size for f in outputs.iterdir()) if outputs.exists() else 0
+
+    async def exec_it() -> None:
+        with pytest.raises(CallError, match=r"timed out after 20s; output: (y\n?)+$"):
+            await contd.exec_process(ns, "c1", "sh", "-c", f"yes | head -c {written}; sleep 60", timeout=20)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(exec_it)
+        # Everything is written once the file stops growing (head is done).
+        sizes: list[int] = []
+
+        async def written_all() -> bool:
+            sizes.append(on_disk())
+            return len(sizes) > 5 and sizes[-1] == sizes[-5] > 0
+
+        await wait_until(written_all, timeout=20, interval=0.1)
+        assert on_disk() <= 2 * EXEC_ERROR_OUTPUT_BYTES + 4096
+        nursery.cancel_scope.cancel()
+    await contd.delete(ns, "c1")
+    assert list(outputs.iterdir()) == []
 
 
 async def test_exec(contd: ContainerClient, daemon: Daemon, ns: str, netns_name: str, rootfs: Path) -> None:

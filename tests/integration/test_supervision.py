@@ -609,7 +609,7 @@ async def test_a_repeated_exit_event_is_handled_once(
         await next_event("/containers/update")
         # Holding the container's lock keeps its restart waiting while the
         # shim is killed: the second exit comes while the task is still there.
-        async with supervised.module.locks.hold((ns, "c1")):
+        async with supervised.ops.locks.hold((ns, "c1")):
             os.kill(pid, signal.SIGKILL)
             first = await next_event("/tasks/exit")
             [shim] = services.shim_pids(containerd.address, ns)

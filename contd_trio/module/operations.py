@@ -1,0 +1,458 @@
+"""What is done to containers: the operations the RPC facade
+(:mod:`.container`) and the supervisor (:mod:`.supervisor`) share.
+
+Run's creation and start confirmation, the un-pending that commits a Run,
+Delete's SIGTERM-grace-SIGKILL, every way of removing what a failure left,
+the per-container locks that serialise all of it, and the hooks of the stats
+monitors. Nothing here answers a caller or decides a policy: the facade
+validates and words the answers, the supervisor decides when to restart.
+
+Every wait is bounded, and clean-up that must finish runs shielded from
+cancellation; what containerd refuses while it is away the janitor
+(:mod:`.retry`) finishes once it is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from .. import logs
+from ..containerd import spec as oci
+from ..containerd.bundles import is_stale_bundle_error, remove_stale_bundle
+from ..containerd.client import Containerd, Exit
+from ..errors import (
+    AlreadyExists,
+    ContainerdError,
+    ContdError,
+    EntrypointExited,
+    FailedPrecondition,
+    NotFound,
+)
+from ..taskgroups import wait_any
+from . import labels
+from .lifecycle import Lifecycle
+from .locks import KeyedLocks
+from .logfiles import rotated, tail_lines
+from .output import task_output_uri
+from .retry import Janitor
+from .stats import StatsMonitors
+from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, Stats
+from .validate import log_path, validate_identifier
+
+log = logging.getLogger("contd.module")
+
+#: How long a container (or exec) killed with SIGKILL may take to be gone.
+KILL_GRACE_SECONDS = 10.0
+#: How long removing a half-made container may take, shielded from cancellation.
+CLEANUP_SECONDS = 20.0
+#: What the end of a Delete may take, shielded: SIGKILL and the wait for it,
+#: then removing the task, the container and its files. A Delete's SIGTERM
+#: grace is cut so that this still fits in the time its request has left.
+KILL_BUDGET_SECONDS = KILL_GRACE_SECONDS + 10.0
+#: Lines of output quoted in an error (an entrypoint or exec that failed).
+ERROR_OUTPUT_LINES = 10
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the daemon keeps its files under ``-root``."""
+
+    root: Path
+
+    def log_file(self, namespace: str, container_id: str) -> Path:
+        return log_path(self.root, namespace, container_id)
+
+    def exec_output(self, namespace: str, container_id: str, exec_id: str, stream: str) -> Path:
+        """Where an exec process's ``stream`` ("stdout" or "stderr") is written."""
+        validate_identifier("namespace", namespace)
+        validate_identifier("container name", container_id)
+        return self.root / "exec" / namespace / f"{container_id}.{exec_id}.{stream}"
+
+    def exec_outputs(self, namespace: str, container_id: str) -> list[Path]:
+        """Output files of a container's exec processes still on disk (blocking)."""
+        directory = self.exec_output(namespace, container_id, "x", "stdout").parent
+        return sorted(directory.glob(f"{container_id}.exec-*"))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How Run starts containers (from the daemon's flags).
+
+    Attributes:
+        logshim: the installed log shim (see :mod:`.output`).
+        log_max_bytes: where container logs rotate.
+        start_settle: how long a new entrypoint must stay up for Run to succeed.
+        start_event_wait: how long Run waits for containerd's TaskStart before
+            asking containerd for the task's state itself.
+    """
+
+    logshim: Path
+    log_max_bytes: int = 10 * 1024 * 1024
+    #: containerd's state directory, where a bundle it left without a shim
+    #: is removed (see containerd.bundles); None leaves them alone.
+    containerd_state: Path | None = None
+    start_settle: float = 0.25
+    start_event_wait: float = 2.0
+
+
+class ContainerOps:
+    """The container operations, for the facade and the supervisor.
+
+    Args:
+        containerd: the client every call goes through.
+        paths: the daemon's own files.
+        settings: how tasks are started.
+        lifecycle: start confirmations and published events.
+        stats: the stats monitors, or None to run none.
+        janitor: finishes clean-up that containerd refused mid-way (it was
+            away); one that is never served runs nothing.
+    """
+
+    def __init__(
+        self,
+        containerd: Containerd,
+        paths: Paths,
+        settings: RunSettings,
+        lifecycle: Lifecycle,
+        stats: StatsMonitors | None = None,
+        janitor: Janitor | None = None,
+    ) -> None:
+        self.containerd = containerd
+        self.paths = paths
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.stats = stats
+        self.janitor = janitor or Janitor()
+        #: One lock per (namespace, id): what changes a container holds it.
+        self.locks = KeyedLocks()
+        #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
+        #: grace stop waiting and finish, so their callers get a true answer.
+        self.stopping = trio.Event()
+
+    # -- stats hooks -------------------------------------------------------------------------
+
+    def monitor_stats(self, namespace: str, container_id: str, backends: Sequence[Stats]) -> None:
+        if self.stats is not None:
+            self.stats.start(namespace, container_id, backends)
+
+    def stop_stats(self, namespace: str, container_id: str) -> None:
+        if self.stats is not None:
+            self.stats.stop(namespace, container_id)
+
+    # -- making a container ----------------------------------------------------------------------
+
+    async def create(self, namespace: str, container_id: str, spec: dict[str, object]) -> int:
+        """Create the container, marked as managed and pending; returns when
+        containerd created it (what tells this container from a later one
+        of the same name).
+
+        A create is not cancelled half-way (containerd would finish it anyway,
+        and the cleanup must know what exists). When it fails other than with
+        AlreadyExists, containerd may have made it all the same (the answer
+        was lost): a pending container of that name is then removed.
+        """
+        new_labels = {labels.MANAGED: "true", labels.PENDING: "true"}
+        try:
+            with trio.CancelScope(shield=True):
+                record = await self.containerd.create_container(
+                    namespace, container_id, spec, labels=new_labels
+                )
+        except AlreadyExists:
+            raise AlreadyExists(f"container {container_id} already exists in namespace {namespace}") from None
+        except BaseException:
+            await self.remove_if_pending(namespace, container_id)
+            raise
+        return record.created_at_ns
+
+    async def confirm(self, namespace: str, container_id: str) -> None:
+        """Commit a Run: the container is no longer pending (the last call
+        before Run answers success)."""
+        await self.containerd.update_labels(namespace, container_id, {labels.PENDING: ""})
+
+    async def start_task(self, namespace: str, container: Container) -> int:
+        """Create and start the container's task, its output going through
+        the log shim; returns the pid once the start is confirmed.
+
+        Wait is called before Start (containerd's rule), interest in the
+        TaskStart event is registered before Start, and the task's state is
+        asked for when the event is late. An exit before the start is
+        confirmed or within the settle window fails the start.
+
+        Raises:
+            EntrypointExited: the process exited; the task is left for the caller.
+            ContdError: containerd failed (or went away while we waited).
+        """
+        container_id = container.name
+        log_file = self.paths.log_file(namespace, container_id)
+        await trio.to_thread.run_sync(lambda: log_file.parent.mkdir(parents=True, exist_ok=True))
+        uri = task_output_uri(
+            self.settings.logshim, log_file, self.settings.log_max_bytes, container.logs or ()
+        )
+        with self.lifecycle.starting(namespace, container_id) as waiter:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
+                except (AlreadyExists, ContainerdError) as exc:
+                    # What containerd left of a task of this name when it died
+                    # while making it: a task without its container, or a
+                    # bundle without its shim. Remove it, then try again once.
+                    if not isinstance(exc, AlreadyExists) and not is_stale_bundle_error(str(exc)):
+                        raise
+                    logs.event(log, logging.WARNING, "removing a stale task", ns=namespace, id=container_id)
+                    await self.kill_and_remove_task(namespace, container_id)
+                    await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
+            async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
+                with trio.CancelScope(shield=True):
+                    pid = await self.containerd.start(namespace, container_id)
+                with trio.move_on_after(self.settings.start_event_wait):
+                    await wait_any(waiter.started, exit_watch.done)
+                if not (waiter.started.is_set() or exit_watch.done.is_set()):
+                    # The event is late (or lost): ask containerd itself.
+                    state = await self.containerd.get_process(namespace, container_id)
+                    logs.event(
+                        log,
+                        logging.WARNING,
+                        "no TaskStart event in time",
+                        ns=namespace,
+                        id=container_id,
+                        status=state.status,
+                    )
+                with trio.move_on_after(self.settings.start_settle):
+                    await exit_watch.done.wait()
+        if exit_watch.done.is_set():
+            status = exit_watch.result().exit_status  # raises when the wait itself failed
+            raise EntrypointExited(
+                f"entrypoint of {container_id} exited with status {status}"
+                + await self.output_tail(namespace, container_id),
+                exit_status=status,
+            )
+        return pid
+
+    async def output_tail(self, namespace: str, container_id: str) -> str:
+        """What to add to an error about the container's process: its last
+        lines of output (after deleting its task, when the log shim writes them)."""
+        # The log shim writes the last lines when the task is deleted: do that first.
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(CLEANUP_SECONDS),
+            contextlib.suppress(NotFound),
+        ):
+            await self.containerd.delete_task(namespace, container_id)
+        return await _quoted_output(self.paths.log_file(namespace, container_id))
+
+    # -- removing a container ---------------------------------------------------------------
+
+    async def remove_half_made(self, namespace: str, container_id: str, created_at_ns: int) -> None:
+        """Remove a container Run made but could not finish; shielded,
+        bounded, never raising. When containerd refuses (it is away: the
+        un-pending may even have happened), the janitor removes it once
+        containerd is back, so a Run answered with an error never leaves a
+        running container."""
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS) as scope:
+            try:
+                await self.remove_container(namespace, container_id)
+                return
+            except ContdError as exc:
+                logs.event(
+                    log,
+                    logging.WARNING,
+                    "could not remove a half-made container yet",
+                    ns=namespace,
+                    id=container_id,
+                    error=str(exc),
+                )
+        if scope.cancelled_caught:
+            logs.event(
+                log,
+                logging.WARNING,
+                "removing a half-made container takes long",
+                ns=namespace,
+                id=container_id,
+            )
+        self.janitor.soon(
+            "remove what a failed Run made",
+            (namespace, container_id),
+            self._remove_failed_run,
+            namespace,
+            container_id,
+            created_at_ns,
+        )
+
+    async def _remove_failed_run(self, namespace: str, container_id: str, created_at_ns: int) -> None:
+        """The janitor's half of :meth:`_remove_half_made`: the container
+        that Run created, not one of the same name made since."""
+        async with self.locks.hold((namespace, container_id)):
+            try:
+                record = await self.containerd.get_container(namespace, container_id)
+            except NotFound:
+                return
+            if record.created_at_ns == created_at_ns:
+                await self.remove_container(namespace, container_id)
+
+    async def remove_if_pending(self, namespace: str, container_id: str) -> None:
+        """Remove the container if it is a pending one (never somebody's
+        finished container); shielded, bounded, never raising."""
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS):
+            try:
+                record = await self.containerd.get_container(namespace, container_id)
+            except ContdError:
+                return  # not there (or containerd is away: reconciliation will look)
+            if labels.pending(record.labels):
+                await self.remove_half_made(namespace, container_id, record.created_at_ns)
+
+    async def remove_container(self, namespace: str, container_id: str) -> None:
+        """Kill and remove the task, then the container's files, then the
+        container: its record goes last, so a removal cut short is found
+        (and finished) again.
+
+        Raises:
+            FailedPrecondition: the task did not die of SIGKILL in time.
+            ContdError: containerd failed.
+        """
+        await self.kill_and_remove_task(namespace, container_id)
+        await trio.to_thread.run_sync(self.remove_files, namespace, container_id)
+        with contextlib.suppress(NotFound):
+            await self.containerd.delete_container(namespace, container_id)
+
+    async def remove_orphan_task(self, namespace: str, container_id: str) -> None:
+        """Remove a task whose container record is gone.
+
+        containerd deletes a task only through its container, so a
+        placeholder container (pending, so reconciliation never starts it)
+        is made for it first.
+        """
+        try:
+            await self.containerd.get_container(namespace, container_id)
+            return  # it has a container (again): not an orphan
+        except NotFound:
+            pass
+        placeholder = oci.default_spec(namespace, container_id)
+        with contextlib.suppress(AlreadyExists):
+            await self.containerd.create_container(
+                namespace,
+                container_id,
+                placeholder,
+                labels={labels.MANAGED: "true", labels.PENDING: "true"},
+            )
+        await self.remove_container(namespace, container_id)
+
+    async def kill_and_remove_task(self, namespace: str, container_id: str) -> Exit | None:
+        """SIGKILL every process of the task, wait for it, delete it.
+
+        A task containerd half-made (it died while creating it: the shim is
+        up, runc never ran) answers NotFound to Kill and Wait, yet Delete is
+        what removes its shim, so Delete is always asked.
+
+        Raises:
+            FailedPrecondition: the task did not die of SIGKILL in time.
+        """
+        with contextlib.suppress(NotFound):  # not running, or no task at all
+            await self.containerd.kill(namespace, container_id, signal.SIGKILL, all_processes=True)
+        try:
+            with trio.fail_after(KILL_GRACE_SECONDS), contextlib.suppress(NotFound):
+                await self.containerd.wait(namespace, container_id)
+        except trio.TooSlowError:
+            # Un-killable (a process in D state): say so, and leave it to be
+            # finished off later rather than block this caller forever.
+            raise FailedPrecondition(
+                f"container {container_id} in namespace {namespace} did not exit "
+                f"within {KILL_GRACE_SECONDS:g} seconds of SIGKILL"
+            ) from None
+        try:
+            return await self.containerd.delete_task(namespace, container_id)
+        except NotFound:
+            pass  # no task (or a half-made one: deleting it removed its shim all the same)
+        if self.settings.containerd_state is not None:
+            await trio.to_thread.run_sync(
+                remove_stale_bundle, self.settings.containerd_state, namespace, container_id
+            )
+        return None
+
+    # -- Delete -------------------------------------------------------------------------------
+
+    async def delete(self, namespace: str, container_id: str) -> None:
+        """SIGTERM, up to the container's shutdown timeout, SIGKILL, then
+        remove its task, the container and its files, under its lock.
+
+        The grace is cut so that the end (SIGKILL and removal, shielded from
+        cancellation and bounded) fits in the time the caller has left; a
+        stopping daemon cuts it short. Once marked as going away, a container
+        is removed even if this is cut short: reconciliation finishes it off.
+
+        Raises:
+            NotFound: no such container.
+            FailedPrecondition: it did not die of SIGKILL in time (it stays
+                marked as going away).
+        """
+        async with self.locks.hold((namespace, container_id)):
+            record = await self.containerd.get_container(namespace, container_id)
+            await self.mark_going_away(namespace, container_id)
+            self.stop_stats(namespace, container_id)
+            timeout_ns = oci.read_spec(record.spec or {}).shutdown_timeout_ns
+            wanted = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
+            left = trio.current_effective_deadline() - trio.current_time()
+            grace = max(0.0, min(wanted, left - KILL_BUDGET_SECONDS))
+            try:
+                await self.terminate(namespace, container_id, grace)
+            finally:
+                await self.finish_delete(namespace, container_id)
+        logs.event(log, logging.INFO, "container deleted", ns=namespace, id=container_id)
+
+    async def terminate(self, namespace: str, container_id: str, grace: float) -> None:
+        """SIGTERM the task and wait up to ``grace`` for it to exit."""
+        try:
+            state = await self.containerd.get_process(namespace, container_id)
+        except NotFound:
+            return  # no task
+        if grace <= 0 or state.status not in ("running", "paused", "pausing"):
+            return
+        # Waiting before signalling, as 0-OS did: the exit cannot slip by.
+        async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
+            with contextlib.suppress(NotFound):
+                await self.containerd.kill(namespace, container_id, signal.SIGTERM)
+            with trio.move_on_after(grace):
+                await wait_any(exit_watch.done, self.stopping)
+        if not exit_watch.done.is_set():
+            logs.event(
+                log,
+                logging.INFO,
+                "daemon stopping, not waiting out the grace"
+                if self.stopping.is_set()
+                else "container ignored SIGTERM",
+                ns=namespace,
+                id=container_id,
+                grace=grace,
+            )
+
+    async def finish_delete(self, namespace: str, container_id: str) -> None:
+        """SIGKILL, then remove the task, the container and its files:
+        shielded and bounded by :data:`KILL_BUDGET_SECONDS`."""
+        with trio.CancelScope(shield=True), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
+            await self.remove_container(namespace, container_id)
+        if scope.cancelled_caught:
+            raise FailedPrecondition(
+                f"container {container_id} in namespace {namespace} could not be removed within "
+                f"{KILL_BUDGET_SECONDS:g} seconds of SIGKILL; it will be removed once it exits"
+            )
+
+    async def mark_going_away(self, namespace: str, container_id: str) -> None:
+        await self.containerd.update_labels(namespace, container_id, {labels.GOING_AWAY: "true"})
+
+    def remove_files(self, namespace: str, container_id: str) -> None:
+        """The container's logs and any exec output left behind (blocking)."""
+        base = self.paths.log_file(namespace, container_id)
+        for path in (base, rotated(base), *self.paths.exec_outputs(namespace, container_id)):
+            path.unlink(missing_ok=True)
+
+
+async def _quoted_output(path: Path) -> str:
+    lines = await trio.to_thread.run_sync(tail_lines, path, ERROR_OUTPUT_LINES)
+    text = "".join(lines).strip()
+    return f"; output: {text}" if text else ""
