@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..taskgroups import wait_any
 from ..text import format_duration, shorten
-from . import labels
+from . import labels, spec_mapping
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
 from .logfiles import rotated, tail_lines
@@ -169,7 +169,7 @@ class ContainerModule:
         container_id = plan.container.name
         async with self.locks.hold((namespace, container_id)):
             await self.containerd.ensure_namespace(namespace)
-            spec = oci.build_spec(namespace, plan.container, plan.args, plan.env, plan.cwd, self.host.facts)
+            spec = oci.build_spec(spec_mapping.spec_request(plan), self.host.facts)
             _check_spec_size(spec)
             created_at_ns = await self._create(namespace, container_id, spec)
             confirmed = False
@@ -411,7 +411,7 @@ class ContainerModule:
             NotFound: no such container.
         """
         record = await self._get(namespace, container_id)
-        container = oci.read_spec(record.spec or {})
+        container = spec_mapping.read_container(record.spec or {})
         container = replace(container, name=record.id, created_at=go_time(record.created_at_ns))
         try:
             state: ProcessState | None = await self.containerd.get_process(namespace, container_id)
@@ -473,7 +473,7 @@ class ContainerModule:
             await self._mark_going_away(namespace, container_id)
             if self.stats is not None:
                 self.stats.stop(namespace, container_id)
-            timeout_ns = oci.read_spec(record.spec or {}).shutdown_timeout_ns
+            timeout_ns = spec_mapping.read_container(record.spec or {}).shutdown_timeout_ns
             wanted = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
             left = trio.current_effective_deadline() - trio.current_time()
             grace = max(0.0, min(wanted, left - KILL_BUDGET_SECONDS))
