@@ -36,7 +36,7 @@ from ..errors import (
     NotFound,
 )
 from ..taskgroups import wait_any
-from . import labels
+from . import labels, spec_mapping
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
 from .logfiles import rotated, tail_lines
@@ -395,7 +395,7 @@ class ContainerOps:
             record = await self.containerd.get_container(namespace, container_id)
             await self.mark_going_away(namespace, container_id)
             self.stop_stats(namespace, container_id)
-            timeout_ns = oci.read_spec(record.spec or {}).shutdown_timeout_ns
+            timeout_ns = spec_mapping.read_container(record.spec or {}).shutdown_timeout_ns
             wanted = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
             left = trio.current_effective_deadline() - trio.current_time()
             grace = max(0.0, min(wanted, left - KILL_BUDGET_SECONDS))

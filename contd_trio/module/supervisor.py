@@ -35,7 +35,6 @@ from typing import TypeVar
 import trio
 
 from .. import errors, logs
-from ..containerd import spec as oci
 from ..containerd.bundles import idle_shims, kill_if_idle
 from ..containerd.client import Containerd, Exit
 from ..containerd.events import (
@@ -49,7 +48,7 @@ from ..containerd.events import (
 )
 from ..taskgroups import open_nursery
 from ..text import shorten
-from . import labels
+from . import labels, spec_mapping
 from .lifecycle import ContainerEvent, Key, Lifecycle
 from .operations import KILL_BUDGET_SECONDS, ContainerOps
 from .restart_policy import Decision, RestartPolicy, format_history, parse_history
@@ -319,7 +318,7 @@ class Supervisor:
             return None
         if state is not None:
             await self.containerd.delete_task(namespace, container_id)
-        container = oci.read_spec(record.spec or {})
+        container = spec_mapping.read_container(record.spec or {})
         container.name = container_id
         pid = await self.ops.start_task(namespace, container)
         await self.containerd.update_labels(
@@ -421,7 +420,7 @@ class Supervisor:
                     reason = "found not running" if task is None else f"found {task.status}"
                     self._recover_soon(key, reason, delay=False, stale_pid=task.pid if task else 0)
                 else:
-                    stats = oci.read_spec(record.spec or {}).stats or ()
+                    stats = spec_mapping.read_container(record.spec or {}).stats or ()
                     self.ops.monitor_stats(namespace, record.id, stats)
         await self._reap_orphan_shims()
         self.reconciliations += 1
