@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -47,6 +48,8 @@ from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, Stats
 from .validate import log_path, validate_identifier
 
 log = logging.getLogger("contd.module")
+
+T = TypeVar("T")
 
 #: How long a container (or exec) killed with SIGKILL may take to be gone.
 KILL_GRACE_SECONDS = 10.0
@@ -135,6 +138,11 @@ class ContainerOps:
         #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
         #: grace stop waiting and finish, so their callers get a true answer.
         self.stopping = trio.Event()
+
+    async def locked(self, key: tuple[str, str], call: Callable[..., Awaitable[T]], *args: object) -> T:
+        """``call(*args)`` holding the container's lock."""
+        async with self.locks.hold(key):
+            return await call(*args)
 
     # -- stats hooks -------------------------------------------------------------------------
 
