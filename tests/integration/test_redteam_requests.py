@@ -1,0 +1,68 @@
+"""Red team: request values that pass validation piecewise and break later.
+
+Each test fails on the code as it is (see the report of the red team pass).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contd_trio.module.client import ContainerClient
+from contd_trio.module.types import Container, NetworkInfo
+from contd_trio.zbus.errors import CallError
+from tests.helpers import STEADY
+from tests.integration.faultkit import FORBIDDEN
+from tools import services
+
+
+def containers_left(containerd: services.ContainerdService, ns: str) -> list[str]:
+    return services.ctr(containerd.address, "containers", "list", "-q", namespace=ns, check=False).split()
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param("a = " + "[" * 2000 + "]" * 2000, id="nested-arrays"),
+        pytest.param("a = " + "{b = " * 2000 + "1" + "}" * 2000, id="nested-inline-tables"),
+    ],
+)
+async def test_a_deeply_nested_startup_toml_is_a_clear_error(
+    contd: ContainerClient,
+    containerd: services.ContainerdService,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+    document: str,
+) -> None:
+    """The rootfs is the tenant's: its ``.startup.toml`` (8 KiB here, well
+    under the 1 MiB read limit) must be refused as the request's fault,
+    not crash validation with a bug's traceback."""
+    (rootfs / ".startup.toml").write_text(document)
+    spec = Container(name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name))
+    with pytest.raises(CallError) as refused:
+        await contd.run(ns, spec)
+    message = refused.value.message
+    assert not any(word in message for word in FORBIDDEN), message
+    assert ".startup.toml" in message, message
+    assert containers_left(containerd, ns) == []
+
+
+async def test_exec_args_too_large_for_containerd_are_refused_naming_them(
+    contd: ContainerClient, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    """Exec checks each argument (128 KiB) and their count (4096), not their
+    sum: 20 MB of arguments reach containerd, which refuses the message with
+    gRPC's words. Run refuses the same thing early ("entrypoint and env are
+    N bytes together, more than 1048576")."""
+    spec = Container(name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY)
+    await contd.run(ns, spec)
+    try:
+        with pytest.raises(CallError) as refused:
+            await contd.exec_process(ns, "c1", "echo", *(["y" * 100_000] * 200), timeout=10)
+    finally:
+        await contd.delete(ns, "c1")
+    message = refused.value.message
+    assert "grpc" not in message, message
+    assert "args" in message, message
