@@ -12,7 +12,7 @@ import pytest
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus.errors import CallError
-from tests.helpers import STEADY
+from tests.helpers import STEADY, cgroup_value
 from tests.integration.faultkit import FORBIDDEN
 from tools import services
 
@@ -66,3 +66,20 @@ async def test_exec_args_too_large_for_containerd_are_refused_naming_them(
     message = refused.value.message
     assert "grpc" not in message, message
     assert "args" in message, message
+
+
+async def test_a_container_cannot_take_every_pid_of_the_node(
+    contd: ContainerClient, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    """No pids limit is set: a fork bomb in any container (well within its
+    memory limit, sleeping processes cost little) takes every pid of the
+    node (``kernel.pid_max`` is 32768 here), and then containerd, runc and
+    the daemon cannot start a process. The cgroup must cap the container's
+    tasks (the test does not run a fork bomb on a shared machine)."""
+    spec = Container(name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY)
+    await contd.run(ns, spec)
+    try:
+        limit = cgroup_value(ns, "c1", "pids", "pids.max", "pids.max")
+    finally:
+        await contd.delete(ns, "c1")
+    assert limit != "max", "the container's pids cgroup has no limit"
