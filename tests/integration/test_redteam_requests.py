@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus.errors import CallError
-from tests.helpers import STEADY, cgroup_value
+from tests.helpers import STEADY, cgroup_value, wait_until
 from tests.integration.faultkit import FORBIDDEN
 from tools import services
 
@@ -83,3 +84,37 @@ async def test_a_container_cannot_take_every_pid_of_the_node(
     finally:
         await contd.delete(ns, "c1")
     assert limit != "max", "the container's pids cgroup has no limit"
+
+
+async def test_deleting_a_container_leaves_the_exec_output_of_another_alone(
+    contd: ContainerClient, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    """Delete removes ``<root>/exec/<ns>/<id>.exec-*.out``; a container
+    named ``a.exec-b`` (a valid identifier) keeps its exec outputs as
+    ``a.exec-b.exec-<hex>.out``, which the glob of container ``a`` matches:
+    deleting ``a`` unlinks the output of an Exec running in ``a.exec-b``,
+    whose error then quotes nothing."""
+
+    def spec(name: str) -> Container:
+        return Container(name=name, rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY)
+
+    await contd.run(ns, spec("a"))
+    await contd.run(ns, spec("a.exec-b"))
+    message = ""
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def exec_in_the_other() -> None:
+                nonlocal message
+                script = "echo hello; touch /exec-started; sleep 2; exit 3"
+                with pytest.raises(CallError) as failed:
+                    await contd.exec_process(ns, "a.exec-b", "sh", "-c", script, timeout=30)
+                message = failed.value.message
+
+            nursery.start_soon(exec_in_the_other)
+            await wait_until(lambda: (rootfs / "exec-started").exists(), timeout=30)
+            await contd.delete(ns, "a")
+    finally:
+        await contd.delete(ns, "a.exec-b")
+    assert "non-zero exit code: 3" in message, message
+    assert "output: hello" in message, f"the exec's output was removed with another container: {message}"
