@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from contd_trio.app import Daemon
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, Logs, LogsRedis, NetworkInfo
@@ -182,3 +184,56 @@ async def test_a_log_backend_is_not_reached_from_the_hosts_network(
     finally:
         listener.close()
     assert not reached, f"the log shim connected to 127.0.0.1:{port} of the host for the tenant"
+
+
+async def test_a_full_log_disk_does_not_kill_the_log_shim_or_the_writer(
+    contd: ContainerClient, daemon: Daemon, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    """The log shim writes with ``os.write`` and lets ENOSPC end it. Once it
+    is gone, the container's next write to stdout raises SIGPIPE: every
+    process that logs (any but PID 1) dies, the container crashes, its
+    restarts meet the same full disk, and it is given up. Any tenant can
+    fill the daemon's root (an exec's output is not capped), and with it
+    every container's log. Here the namespace's log directory is a 1 MiB
+    tmpfs."""
+    log_dir = daemon.config.root / "logs" / ns
+    log_dir.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(log_dir)], check=True)
+    try:
+        # Waits for /go; then a child (not PID 1, which SIGPIPE would spare)
+        # writes numbered 1 KB lines, counting them in /progress.
+        writer = 'i=0; while true; do i=$((i+1)); echo "line $i $PAD"; echo $i > /progress; done'
+        wait_for_go = "while [ ! -e /go ]; do sleep 0.05; done"
+        entrypoint = f"sh -c 'trap \"exit 0\" TERM; {wait_for_go}; ({writer}) & wait; exit 7'"
+        spec = container(rootfs, netns_name, "c1", entrypoint=entrypoint, env=["PAD=" + "x" * 1000])
+        await contd.run(ns, spec)
+        log_file = log_dir / "c1.log"
+        progress = rootfs / "progress"
+
+        async def lines_written() -> int:
+            # /progress is rewritten without end: read until it is whole.
+            while not (text := progress.read_text().strip()):
+                await trio.sleep(0.01)
+            return int(text)
+
+        try:
+            (rootfs / "go").touch()
+            # The log's disk is full: the shim has met ENOSPC.
+            await wait_until(lambda: log_file.stat().st_size >= (1 << 20) - 4096, timeout=30)
+            reached = await lines_written()
+
+            async def went_on() -> bool:
+                return await lines_written() >= reached + 500
+
+            kept_on = await within(went_on, timeout=15)
+            last = await lines_written()
+            info = await contd.inspect(ns, "c1")
+        finally:
+            await contd.delete(ns, "c1")
+    finally:
+        subprocess.run(["umount", str(log_dir)], check=False)
+    assert kept_on, (
+        f"the writer went from line {reached} (the log disk full) to line {last} "
+        f"(it counts from 1 again when the container is restarted): {info.task}"
+    )
+    assert info.task is not None and info.task.restarts == 0, f"c1 crashed: {info.task}"
