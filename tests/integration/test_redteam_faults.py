@@ -1,21 +1,30 @@
-"""Red team: what a daemon killed mid-request leaves that nobody finishes.
+"""Red team: faults of the daemon's own process and disk.
 
-Real containerd, real Redis, the daemon as a process of its own.
+Real containerd, real Redis; the daemon as a process of its own where the
+test kills it.
 
 Each test fails on the code as it is (see the report of the red team pass).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import trio
 
+from contd_trio.app import Daemon
+from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus.client import open_client
+from contd_trio.zbus.errors import CallError
 from tests.helpers import STEADY, wait_until
 from tests.integration.faultkit import (
+    FORBIDDEN,
     ContdProcess,
     ask,
     cgroup_processes,
@@ -81,3 +90,46 @@ async def test_an_exec_cut_off_by_a_daemon_kill_is_removed_after_the_restart(
     finally:
         daemon.kill()
     assert problems == [], problems
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """``directory`` as a read-only filesystem (a disk remounted read-only
+    after an error, say) while the block runs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(directory)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+@pytest.mark.parametrize("method", ["Run", "Exec", "Delete"])
+async def test_a_read_only_daemon_root_is_a_clear_error_not_a_bug(
+    daemon: Daemon, contd: ContainerClient, ns: str, netns_name: str, rootfs: Path, method: str
+) -> None:
+    """The daemon's root is a disk like any other: when it cannot be written,
+    Run (the log directory), Exec (the output directory) and Delete (the log
+    files) answer ``internal error: OSError: [Errno 30] Read-only file
+    system: ...``, the answer kept for bugs, with a traceback in the log."""
+    root = daemon.config.root
+
+    def spec(name: str) -> Container:
+        return Container(name=name, rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY)
+
+    if method != "Run":
+        await contd.run(ns, spec("c1"))
+    blocked = {"Run": root / "logs", "Exec": root / "exec", "Delete": root / "logs" / ns}[method]
+    try:
+        with read_only(blocked), pytest.raises(CallError) as failed:
+            if method == "Run":
+                await contd.run(ns, spec("c1"))
+            elif method == "Exec":
+                await contd.exec_process(ns, "c1", "true")
+            else:
+                await contd.delete(ns, "c1")
+    finally:
+        with contextlib.suppress(CallError):
+            await contd.delete(ns, "c1")
+    message = failed.value.message
+    assert not any(word in message for word in FORBIDDEN), message
