@@ -118,3 +118,42 @@ async def test_deleting_a_container_leaves_the_exec_output_of_another_alone(
         await contd.delete(ns, "a.exec-b")
     assert "non-zero exit code: 3" in message, message
     assert "output: hello" in message, f"the exec's output was removed with another container: {message}"
+
+
+#: The longest error an answer may carry (as the request fuzzing tests hold it).
+MAX_ERROR_CHARS = 2000
+
+
+@pytest.mark.parametrize("method", ["Run", "Exec"])
+@pytest.mark.parametrize("length", [5_000, 40_000], ids=["5k", "40k"])
+async def test_a_binary_with_a_long_name_is_reported_as_unusable(
+    contd: ContainerClient, ns: str, netns_name: str, rootfs: Path, method: str, length: int
+) -> None:
+    """Arguments up to 128 KiB pass validation. runc quotes a missing
+    binary's name (twice) in its error, which comes back unshortened
+    (5,000 characters make a 10 KB answer); past about 32 KB the error no
+    longer travels back at all: Run answers that containerd is unavailable
+    (its gRPC stream was reset) and Exec waits 30 s for "context deadline
+    exceeded". Either way the caller is told something untrue."""
+    missing = "/" + "z" * length
+
+    def spec(entrypoint: str) -> Container:
+        network = NetworkInfo(netns_name)
+        return Container(name="c1", rootfs=str(rootfs), network=network, entrypoint=entrypoint)
+
+    if method == "Exec":
+        await contd.run(ns, spec(STEADY))
+    try:
+        with pytest.raises(CallError) as failed:
+            if method == "Run":
+                await contd.run(ns, spec(missing))
+            else:
+                await contd.exec_process(ns, "c1", missing, timeout=10)
+    finally:
+        if method == "Exec":
+            await contd.delete(ns, "c1")
+    message = failed.value.message
+    shown = message if len(message) <= 300 else message[:150] + " ... " + message[-150:]
+    says_why = "file name too long" in message or "no such file or directory" in message
+    assert says_why, f"{len(message)} characters: {shown}"
+    assert len(message) <= MAX_ERROR_CHARS, f"{len(message)} characters: {shown}"
