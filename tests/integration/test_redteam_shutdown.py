@@ -26,7 +26,8 @@ from contd_trio.zbus import codec
 from tests.integration.faultkit import ContdProcess, within
 from tools import services
 
-ROUNDS = 10
+ROUNDS = 40
+BATCH = 20
 QUEUE = codec.queue_name(MODULE, OBJECT)
 
 
@@ -51,12 +52,13 @@ async def test_no_request_taken_from_redis_is_dropped_at_sigterm(
                 assert await within(lambda: "serving" in daemon.log(), 30), daemon.tail()  # noqa: B023
                 sent: list[str] = []
                 signalled = False
-                # Requests keep coming, a few per millisecond, before and
-                # after the signal, until the daemon has exited.
+                # Requests keep coming in batches, so that some always wait
+                # (the reader is then inside a round trip that takes them),
+                # before and after the signal, until the daemon has exited.
                 while daemon.alive():
-                    reply_to = f"redteam.{uuid.uuid4()}"
-                    bus.rpush(QUEUE, request(reply_to))
-                    sent.append(reply_to)
+                    batch = [f"redteam.{uuid.uuid4()}" for _ in range(BATCH)]
+                    bus.rpush(QUEUE, *(request(reply_to) for reply_to in batch))
+                    sent.extend(batch)
                     if not signalled and len(sent) >= 100:
                         answered = sum(bus.exists(key) for key in sent)
                         if answered >= 50:
