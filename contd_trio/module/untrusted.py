@@ -23,8 +23,11 @@ from .types import Container
 #: The longest single string accepted (Linux's own limit on one argument or
 #: environment entry, MAX_ARG_STRLEN, is 128 KiB).
 MAX_TEXT_BYTES = 128 * 1024
-#: The most list entries (env, mounts, backends, exec args) accepted.
+#: The most list entries (env, mounts, exec args) accepted.
 MAX_ITEMS = 4096
+#: The most log or stats backends a container may name: each is a connection
+#: of its log shim or of the daemon's stats monitor.
+MAX_BACKENDS = 16
 #: The most bytes an argument list takes together (execve's limit is about 2 MiB
 #: with the environment; containerd's messages, 16 MiB).
 MAX_ARGS_BYTES = 1024 * 1024
@@ -49,6 +52,11 @@ def check_text(field: str, value: str) -> None:
 def _check_items(field: str, items: Sequence[object] | None) -> None:
     if items is not None and len(items) > MAX_ITEMS:
         raise InvalidArgument(f"{field}: {len(items)} entries, more than {MAX_ITEMS} allowed")
+
+
+def _check_backends(field: str, items: Sequence[object] | None) -> None:
+    if items is not None and len(items) > MAX_BACKENDS:
+        raise InvalidArgument(f"{field}: {len(items)} entries, at most {MAX_BACKENDS}")
 
 
 def container_text(container: Container) -> Iterator[tuple[str, str]]:
@@ -84,8 +92,8 @@ def check_container(container: Container) -> None:
     """
     _check_items("Env", container.env)
     _check_items("Mounts", container.mounts)
-    _check_items("Logs", container.logs)
-    _check_items("Stats", container.stats)
+    _check_backends("Logs", container.logs)
+    _check_backends("Stats", container.stats)
     for mount_index, mount in enumerate(container.mounts or ()):
         _check_items(f"Mounts[{mount_index}].Options", mount.options)
     for field, value in container_text(container):

@@ -8,7 +8,7 @@ import pytest
 
 from contd_trio.errors import InvalidArgument
 from contd_trio.module.types import Container, Logs, LogsRedis, MountInfo, NetworkInfo, Stats
-from contd_trio.module.untrusted import MAX_ITEMS, MAX_TEXT_BYTES, check_args, check_container
+from contd_trio.module.untrusted import MAX_BACKENDS, MAX_ITEMS, MAX_TEXT_BYTES, check_args, check_container
 
 BAD = b"\xff\xfe".decode("utf-8", "surrogateescape")  # what our decoder makes of Go's bytes
 
@@ -107,3 +107,14 @@ def test_exec_args() -> None:
         check_args("args", ["echo", BAD])
     with pytest.raises(InvalidArgument, match=r"^args\[0\]: contains a NUL character$"):
         check_args("args", ["ec\0ho"])
+
+
+@pytest.mark.parametrize("field", ["Logs", "Stats"])
+def test_backends_are_bounded_per_container(field: str) -> None:
+    entries = {"Logs": FULL.logs, "Stats": FULL.stats}[field]
+    assert entries
+    at_most = dataclasses.replace(FULL, **{field.lower(): entries * MAX_BACKENDS})
+    check_container(at_most)
+    with pytest.raises(InvalidArgument) as caught:
+        check_container(dataclasses.replace(FULL, **{field.lower(): entries * 1000}))
+    assert str(caught.value) == f"{field}: 1000 entries, at most {MAX_BACKENDS}"
