@@ -13,7 +13,7 @@ the stats monitors can use.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,7 +21,7 @@ from typing import Protocol
 from ..errors import InvalidArgument
 from ..logshim import parse_redis_url
 from ..text import quote
-from ..zbus.transport import BrokerAddress, RedisTransport, open_redis_transport
+from .redis_publisher import RedisPublisher, address_refusal
 from .types import Container, Logs, Stats
 
 
@@ -37,10 +37,6 @@ class RedisChannel:
     def parse(cls, url: str) -> RedisChannel:
         """Raises: ValueError: not a ``redis://host[:port]/channel`` URL (the reason)."""
         return cls(*parse_redis_url(url))
-
-    @property
-    def address(self) -> BrokerAddress:
-        return BrokerAddress(host=self.host, port=self.port)
 
 
 def _check_redis_url(field: str, url: str) -> None:
@@ -96,10 +92,10 @@ LOG_BACKENDS: Mapping[str, LogBackend] = {
 
 class StatsPublisher(Protocol):
     async def publish(self, payload: bytes) -> None:
-        """Send one sample.
+        """Send one sample to every entry of the publisher.
 
         Raises:
-            ZbusError: the backend cannot be reached now (the monitor retries).
+            PublishFailed: not now (the monitor backs off and retries).
         """
 
 
@@ -109,36 +105,49 @@ class StatsBackend:
 
     Attributes:
         check: refuses a request's entry (raises InvalidArgument naming ``field``).
-        open_publisher: a publisher for an entry that passed ``check``, open
+        destination: where an entry that passed ``check`` sends its samples,
+            as logs name it; the entries of a container with the same
+            destination share one publisher (one connection).
+        open_publisher: a publisher for entries of one destination, open
             while the context is entered (connections are made on first use).
     """
 
     check: Callable[[str, Stats], None]
-    open_publisher: Callable[[Stats], AbstractAsyncContextManager[StatsPublisher]]
+    destination: Callable[[Stats], str]
+    open_publisher: Callable[[Sequence[Stats]], AbstractAsyncContextManager[StatsPublisher]]
 
 
 def _check_redis_stats(field: str, stats: Stats) -> None:
     _check_redis_url(f"{field} endpoint", stats.endpoint)
+    host = RedisChannel.parse(stats.endpoint).host
+    try:
+        refusal = address_refusal(host)
+    except ValueError:  # a name: what it resolves to is checked at each connection
+        return
+    if refusal is not None:
+        raise InvalidArgument(f"{field} endpoint {quote(stats.endpoint)}: {host} is {refusal}")
 
 
-class _RedisPublisher:
-    def __init__(self, transport: RedisTransport, channel: bytes) -> None:
-        self._transport = transport
-        self._channel = channel
-
-    async def publish(self, payload: bytes) -> None:
-        await self._transport.publish(self._channel, payload)
+def _redis_destination(stats: Stats) -> str:
+    endpoint = RedisChannel.parse(stats.endpoint)
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return f"redis://{host}:{endpoint.port}"
 
 
 @asynccontextmanager
-async def _open_redis_publisher(stats: Stats) -> AsyncIterator[StatsPublisher]:
-    endpoint = RedisChannel.parse(stats.endpoint)
-    async with open_redis_transport(endpoint.address) as transport:
-        yield _RedisPublisher(transport, endpoint.channel)
+async def _open_redis_publisher(entries: Sequence[Stats]) -> AsyncIterator[StatsPublisher]:
+    endpoints = [RedisChannel.parse(stats.endpoint) for stats in entries]
+    publisher = RedisPublisher(endpoints[0].host, endpoints[0].port, [e.channel for e in endpoints])
+    try:
+        yield publisher
+    finally:
+        await publisher.aclose()
 
 
 STATS_BACKENDS: Mapping[str, StatsBackend] = {
-    "redis": StatsBackend(check=_check_redis_stats, open_publisher=_open_redis_publisher),
+    "redis": StatsBackend(
+        check=_check_redis_stats, destination=_redis_destination, open_publisher=_open_redis_publisher
+    ),
 }
 
 

@@ -12,7 +12,9 @@ A monitor serves a tenant's endpoints, so it trusts none of them: a backend
 that cannot be reached is logged (once, and again when it is back) and
 retried with backoff; an entry that cannot be used at all is logged and
 skipped. Nothing a monitor meets ends it, let alone the daemon. Each
-monitor owns its connections: they close when it stops.
+monitor owns its connections, one per destination (a container's entries
+naming the same Redis share it), and pushes to them all at once: they close
+when it stops.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ import trio
 
 from .. import logs
 from ..backoff import Backoff
-from ..zbus.errors import ZbusError
+from ..taskgroups import open_nursery
 from .backends import STATS_BACKENDS, StatsPublisher
+from .redis_publisher import PublishFailed
 from .types import Stats
 
 log = logging.getLogger("contd.stats")
@@ -98,10 +101,12 @@ def read_metrics(namespace: str, container_id: str, root: Path = CGROUP_ROOT) ->
 
 
 class _Target:
-    """One backend of a monitor, with its own retry schedule."""
+    """The entries of a monitor that share one destination (and connection),
+    with their retry schedule."""
 
-    def __init__(self, backend: Stats, publisher: StatsPublisher) -> None:
-        self.backend = backend
+    def __init__(self, destination: str, entries: int, publisher: StatsPublisher) -> None:
+        self.destination = destination
+        self.entries = entries
         self.publisher = publisher
         self.backoff = Backoff(first=PUSH_INTERVAL, maximum=60.0)
         self.retry_at = 0.0
@@ -151,8 +156,11 @@ class StatsMonitors:
             with scope:
                 logs.event(log, logging.INFO, "stats monitor started", ns=namespace, id=container_id)
                 async with AsyncExitStack() as stack:
-                    targets = [await self._open(stack, key, backend) for backend in backends]
-                    await self._push_forever(key, [t for t in targets if t is not None])
+                    targets = [
+                        await self._open(stack, destination, entries)
+                        for destination, entries in self._destinations(key, backends).items()
+                    ]
+                    await self._push_forever(key, targets)
         except Exception:  # a bug: it ends this monitor only, never the daemon
             log.exception("stats monitor of %s/%s failed", namespace, container_id)
         finally:
@@ -160,21 +168,32 @@ class StatsMonitors:
                 if self._scopes[key] is scope:
                     del self._scopes[key]
 
-    async def _open(self, stack: AsyncExitStack, key: Key, backend: Stats) -> _Target | None:
-        try:
-            publisher = await stack.enter_async_context(STATS_BACKENDS[backend.type].open_publisher(backend))
-        except (ValueError, ZbusError) as exc:
-            logs.event(
-                log,
-                logging.WARNING,
-                "unusable stats backend, skipped",
-                ns=key[0],
-                id=key[1],
-                endpoint=backend.endpoint,
-                error=str(exc),
-            )
-            return None
-        return _Target(backend, publisher)
+    def _destinations(self, key: Key, backends: list[Stats]) -> dict[tuple[str, str], list[Stats]]:
+        """The usable entries by (type, destination), in the order of their first entry."""
+        found: dict[tuple[str, str], list[Stats]] = {}
+        for backend in backends:
+            try:
+                destination = STATS_BACKENDS[backend.type].destination(backend)
+            except ValueError as exc:
+                logs.event(
+                    log,
+                    logging.WARNING,
+                    "unusable stats backend, skipped",
+                    ns=key[0],
+                    id=key[1],
+                    endpoint=backend.endpoint,
+                    error=str(exc),
+                )
+                continue
+            found.setdefault((backend.type, destination), []).append(backend)
+        return found
+
+    async def _open(
+        self, stack: AsyncExitStack, destination: tuple[str, str], entries: list[Stats]
+    ) -> _Target:
+        kind, where = destination
+        publisher = await stack.enter_async_context(STATS_BACKENDS[kind].open_publisher(entries))
+        return _Target(where, len(entries), publisher)
 
     async def _push_forever(self, key: Key, targets: list[_Target]) -> None:
         namespace, container_id = key
@@ -182,8 +201,10 @@ class StatsMonitors:
             metrics = await trio.to_thread.run_sync(read_metrics, namespace, container_id, self.cgroup_root)
             if metrics is not None:
                 payload = json.dumps(metrics).encode()
-                for target in targets:
-                    await self._push(key, target, payload)
+                # At once: a destination that takes its time delays no other.
+                async with open_nursery() as nursery:
+                    for target in targets:
+                        nursery.start_soon(self._push, key, target, payload)
             await trio.sleep(self.interval)
 
     async def _push(self, key: Key, target: _Target, payload: bytes) -> None:
@@ -192,9 +213,9 @@ class StatsMonitors:
             return
         try:
             await target.publisher.publish(payload)
-        except ZbusError as exc:
+        except PublishFailed as exc:
             delay = target.backoff.next()
-            target.retry_at = now + delay
+            target.retry_at = trio.current_time() + delay
             if not target.failing:
                 logs.event(
                     log,
@@ -202,7 +223,8 @@ class StatsMonitors:
                     "could not push stats, retrying",
                     ns=key[0],
                     id=key[1],
-                    endpoint=target.backend.endpoint,
+                    endpoint=target.destination,
+                    entries=target.entries,
                     error=str(exc),
                     retry_in=delay,
                 )
@@ -215,7 +237,7 @@ class StatsMonitors:
                 "pushing stats again",
                 ns=key[0],
                 id=key[1],
-                endpoint=target.backend.endpoint,
+                endpoint=target.destination,
             )
         target.failing = False
         target.backoff.reset()

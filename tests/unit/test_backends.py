@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from contd_trio import logshim
 from contd_trio.errors import InvalidArgument
 from contd_trio.module.backends import LOG_BACKENDS, STATS_BACKENDS, RedisChannel, check_backends
+from contd_trio.module.redis_publisher import address_refusal
 from contd_trio.module.types import Container, Logs, LogsRedis, Stats
 
 #: url -> (host, port, channel), or the reason it is refused.
@@ -94,3 +95,50 @@ def test_the_log_shim_gets_one_argument_per_url() -> None:
         "--stderr.2": "redis://h/e",
     }
     assert set(STATS_BACKENDS) == {"redis"}
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("127.0.0.1", None),
+        ("::1", None),
+        ("10.1.2.3", None),
+        ("169.254.1.1", None),
+        ("fe80::1", None),
+        ("fe80::1%lo", None),
+        ("2001:db8::1", None),
+        ("::ffff:127.0.0.1", None),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("::ffff:0.0.0.0", "unspecified"),
+        ("0.1.2.3", "reserved"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("255.255.255.255", "broadcast"),
+        ("240.0.0.1", "reserved"),
+    ],
+)
+def test_where_a_redis_can_be(address: str, refused: str | None) -> None:
+    refusal = address_refusal(address)
+    if refused is None:
+        assert refusal is None
+    else:
+        assert refusal is not None and refused in refusal
+
+
+def test_a_stats_endpoint_at_no_redis_address_is_refused_by_run() -> None:
+    unspecified = r"^stats\[0\] endpoint 'redis://0.0.0.0:1/c': 0.0.0.0 is an unspecified address$"
+    with pytest.raises(InvalidArgument, match=unspecified):
+        check_backends(Container(stats=[Stats("redis", "redis://0.0.0.0:1/c")]))
+    with pytest.raises(InvalidArgument, match=r"^stats\[0\] endpoint .* ff02::1 is a multicast address$"):
+        check_backends(Container(stats=[Stats("redis", "redis://[ff02::1]/c")]))
+    check_backends(
+        Container(stats=[Stats("redis", "redis://localhost/c"), Stats("redis", "redis://[::1]/c")])
+    )
+
+
+def test_entries_naming_one_redis_share_a_destination() -> None:
+    destination = STATS_BACKENDS["redis"].destination
+    assert destination(Stats("redis", "redis://h/a")) == destination(Stats("redis", "redis://h:6379/b"))
+    assert destination(Stats("redis", "redis://h/a")) != destination(Stats("redis", "redis://h:6380/a"))
+    assert destination(Stats("redis", "redis://[::1]:7/a")) == "redis://[::1]:7"
