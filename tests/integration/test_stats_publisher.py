@@ -5,18 +5,22 @@ not one: the tenant's endpoints here are small TCP servers of the test's own
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
+import pytest
 import redis
 import trio
 
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.redis_publisher import PublishFailed, RedisPublisher
+from contd_trio.module.stats import PUSH_INTERVAL, StatsMonitors
 from contd_trio.module.types import Container, NetworkInfo, Stats
 from contd_trio.module.untrusted import MAX_BACKENDS
+from contd_trio.resp import INCOMPLETE, ReplyReader
 from tests.helpers import STEADY
 from tools import services
 
@@ -168,3 +172,46 @@ async def test_a_containers_entries_naming_one_redis_share_its_connection(
     finally:
         await contd.delete(ns, "c1")
         listener.close()
+
+
+async def test_a_monitor_logs_a_failing_endpoint_once_backs_off_and_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A monitor of a container in a cgroup tree of the test's own, pushing
+    every 50 ms to two channels of an endpoint that hangs up at first."""
+    (tmp_path / "ns1/c1").mkdir(parents=True)
+    (tmp_path / "ns1/c1/cgroup.procs").write_text("")
+    connections = 0
+    answered = trio.Event()
+
+    async def hangs_up_then_answers(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:
+            await stream.aclose()
+            return
+        commands = ReplyReader()
+        while data := await stream.receive_some():
+            commands.feed(data)
+            while (command := commands.next_reply()) is not INCOMPLETE:
+                assert isinstance(command, list) and command[0] == b"PUBLISH"
+                await stream.send_all(b":1\r\n")
+                answered.set()
+
+    caplog.set_level(logging.INFO, logger="contd.stats")
+    async with endpoint(hangs_up_then_answers) as port, trio.open_nursery() as nursery:
+        monitors = StatsMonitors(interval=0.05, cgroup_root=tmp_path)
+        await nursery.start(monitors.serve)
+        started = trio.current_time()
+        monitors.start("ns1", "c1", [Stats("redis", f"redis://127.0.0.1:{port}/{c}") for c in "ab"])
+        with trio.fail_after(30):
+            await answered.wait()
+        waited = trio.current_time() - started
+        assert monitors.running() == {("ns1", "c1")}
+        nursery.cancel_scope.cancel()
+    messages = [r.getMessage() for r in caplog.records if r.name == "contd.stats"]
+    assert messages.count("could not push stats, retrying") == 1
+    assert messages.count("pushing stats again") == 1
+    # One connection for both channels, and none made again before the backoff was out.
+    assert connections == 2
+    assert waited >= PUSH_INTERVAL * 0.9
