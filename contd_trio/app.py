@@ -111,6 +111,7 @@ def host_facts(config: Config) -> HostFacts:
         containerd_state=str(config.containerd_state),
         daemon_root=str(config.root),
         broker_socket=parse_broker_url(config.broker).unix_path or "",
+        pids_limit=config.pids_limit,
     )
 
 
