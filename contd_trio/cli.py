@@ -67,9 +67,7 @@ def _pids_limit(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
     if not 0 <= value <= MAX_PIDS_LIMIT:
-        raise argparse.ArgumentTypeError(
-            f"invalid number {text!r}: from 0 (no limit) to {MAX_PIDS_LIMIT}"
-        )
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: from 0 (no limit) to {MAX_PIDS_LIMIT}")
     return value
 
 
