@@ -29,8 +29,9 @@ from .containerd.spec import HostFacts
 from .module.container import ContainerModule
 from .module.exec_runner import ExecRunner
 from .module.lifecycle import Lifecycle
-from .module.operations import ContainerOps, Paths, RunSettings
+from .module.operations import ContainerOps, RunSettings
 from .module.output import install_logshim
+from .module.paths import Paths
 from .module.restart_policy import RestartPolicy
 from .module.retry import Janitor
 from .module.service import EVENTS, MODULE, OBJECT, container_methods
@@ -111,6 +112,7 @@ def host_facts(config: Config) -> HostFacts:
         containerd_state=str(config.containerd_state),
         daemon_root=str(config.root),
         broker_socket=parse_broker_url(config.broker).unix_path or "",
+        pids_limit=config.pids_limit,
     )
 
 
@@ -142,7 +144,7 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
         janitor = Janitor()
         paths = Paths(config.root)
         ops = ContainerOps(containerd, paths, settings, lifecycle, stats, janitor)
-        module = ContainerModule(ops, host, ExecRunner(containerd, paths, logshim, janitor))
+        module = ContainerModule(ops, host, ExecRunner(containerd, ops.exec_outputs, logshim, janitor))
         policy = RestartPolicy(
             delay=config.restart_delay, limit=config.restart_limit, window=config.restart_window
         )

@@ -57,6 +57,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+#: The kernel refuses a pids.max of 2^22 + 1 or more (PIDS_MAX): every Run would fail.
+MAX_PIDS_LIMIT = 4 * 1024 * 1024
+
+
+def _pids_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not 0 <= value <= MAX_PIDS_LIMIT:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: from 0 (no limit) to {MAX_PIDS_LIMIT}")
+    return value
+
+
 def _size(text: str) -> int:
     try:
         value = parse_size(text)
@@ -192,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="rotate a container's log file at this size, keeping one old file (default 10M)",
     )
     flag(
+        "pids-limit",
+        metavar="N",
+        type=_pids_limit,
+        default=defaults.pids_limit,
+        help="the most processes and threads each container may have, 0 for no limit (default %(default)s)",
+    )
+    flag(
         "log-level",
         metavar="LEVEL",
         choices=["debug", "info", "warning", "error"],
@@ -221,6 +242,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         reconcile_interval=args.reconcile_interval,
         log_max_bytes=args.log_max_size,
         log_level=args.log_level,
+        pids_limit=args.pids_limit,
     )
 
 

@@ -99,6 +99,9 @@ class Config:
             containerd restarted (catches what events missed).
         log_max_bytes: the size at which a container's log file is rotated.
         log_level: the daemon's own log level.
+        pids_limit: the most tasks (processes and threads) each container
+            may have, 0 for no limit (a fork bomb must not take every pid of
+            the node).
     """
 
     broker: str = DEFAULT_BROKER
@@ -117,3 +120,4 @@ class Config:
     reconcile_interval: float = 60.0
     log_max_bytes: int = 10 * 1024 * 1024
     log_level: str = "info"
+    pids_limit: int = 4096

@@ -47,6 +47,12 @@ class ContainerdError(ContdError):
     """Any other failure containerd reported."""
 
 
+class StorageError(ContdError):
+    """The daemon's own files (under its ``-root``) could not be written or
+    removed: the disk is read-only, full or gone. The message names the path
+    and the reason."""
+
+
 class ExecFailed(ContdError):
     """A process run by Exec exited with a non-zero status."""
 

@@ -23,10 +23,11 @@ from typing import Any
 
 import trio
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
 from .. import errors, logs
+from .._proto.containerd.runc.options import oci_pb2 as runc_options_pb2
 from .._proto.containerd.services.containers.v1 import containers_pb2
 from .._proto.containerd.services.events.v1 import events_pb2
 from .._proto.containerd.services.namespaces.v1 import namespace_pb2
@@ -116,6 +117,16 @@ class ProcessState:
     status: str  # unknown, created, running, stopped, paused, pausing
     exit_status: int
     exited_at_ns: int  # nanoseconds since the Unix epoch; Go's zero time when it runs
+
+
+@dataclass(frozen=True)
+class TaskProcess:
+    """A live process of a task, as ListPids gives it."""
+
+    pid: int
+    #: The exec process it is the main process of, as the runtime says (the
+    #: runc shim does); empty for the task's init and every other process.
+    exec_id: str
 
 
 @dataclass(frozen=True)
@@ -429,6 +440,15 @@ class Containerd:
         reply = await self._call(TASKS_PIDS, request, namespace, timeout)
         return [int(p.pid) for p in reply.processes]
 
+    async def processes(
+        self, namespace: str, container_id: str, *, timeout: float | None = CALL_TIMEOUT
+    ) -> list[TaskProcess]:
+        """Every live process of the task (ListPids), each with the exec
+        process it runs, when it is one."""
+        request = tasks_pb2.ListPidsRequest(container_id=container_id)
+        reply = await self._call(TASKS_PIDS, request, namespace, timeout)
+        return [TaskProcess(int(p.pid), _exec_id_of(p.info)) for p in reply.processes]
+
     # -- events -----------------------------------------------------------------------------------
 
     async def publish(
@@ -580,6 +600,17 @@ class EventWatch:
             await stack.aclose()
 
 
+def _exec_id_of(info: any_pb2.Any) -> str:
+    """The exec id in a ListPids entry's runtime info (the runc shim's
+    ProcessDetails, under its bare type name); empty for any other."""
+    if info.type_url.rsplit("/", 1)[-1] != runc_options_pb2.ProcessDetails.DESCRIPTOR.full_name:
+        return ""
+    try:
+        return str(runc_options_pb2.ProcessDetails.FromString(info.value).exec_id)
+    except DecodeError:
+        return ""
+
+
 __all__ = [
     "CALL_TIMEOUT",
     "ContainerRecord",
@@ -590,4 +621,5 @@ __all__ = [
     "ExitWatch",
     "Gap",
     "ProcessState",
+    "TaskProcess",
 ]

@@ -141,6 +141,10 @@ class HostFacts:
     daemon_root: str = "/var/cache/modules/containerd"
     #: The zbus broker's unix socket; empty when it listens on TCP.
     broker_socket: str = ""
+    #: The most tasks (processes and threads) one container may have; 0 for
+    #: no limit. A node-wide policy, not a request's: without it one fork
+    #: bomb takes every pid of the node, and then nothing can start.
+    pids_limit: int = 4096
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,8 @@ def build_spec(request: SpecRequest, host: HostFacts) -> dict[str, Any]:
         resources["memory"] = {"limit": request.memory}
     if request.cpu > 0:
         resources["cpu"] = {"quota": CPU_PERIOD * request.cpu, "period": CPU_PERIOD}
+    if host.pids_limit > 0:
+        resources["pids"] = {"limit": host.pids_limit}
     if request.rootfs_propagation:
         linux["rootfsPropagation"] = request.rootfs_propagation
     if request.elevated:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,9 @@ import trio
 from .. import logs
 from ..containerd.client import Containerd
 from ..errors import ContainerdError, ContdError, ExecFailed, FailedPrecondition, NotFound
-from .logfiles import rotated, tail_bytes
-from .operations import CLEANUP_SECONDS, KILL_GRACE_SECONDS, Paths
+from .exec_outputs import ExecOutputs
+from .logfiles import tail_bytes
+from .operations import CLEANUP_SECONDS, KILL_GRACE_SECONDS
 from .output import exec_output_uri
 from .retry import Janitor
 
@@ -61,9 +61,9 @@ class ExecResult:
 
 
 class ExecRunner:
-    def __init__(self, containerd: Containerd, paths: Paths, logshim: Path, janitor: Janitor) -> None:
+    def __init__(self, containerd: Containerd, outputs: ExecOutputs, logshim: Path, janitor: Janitor) -> None:
         self.containerd = containerd
-        self.paths = paths
+        self.outputs = outputs
         self.logshim = logshim
         self.janitor = janitor
 
@@ -86,26 +86,20 @@ class ExecRunner:
             FailedPrecondition: the container has no running task.
             ExecFailed: it could not start (runc's reason; exit status 127
                 for a missing binary, 126 otherwise).
+            StorageError: the daemon's disk refused its output files.
             ContdError: containerd failed.
         """
-        exec_id = f"exec-{uuid.uuid4().hex[:12]}"
-        stdout_file = self.paths.exec_output(namespace, container_id, exec_id, "stdout")
-        stderr_file = self.paths.exec_output(namespace, container_id, exec_id, "stderr")
-        await trio.to_thread.run_sync(lambda: stdout_file.parent.mkdir(parents=True, exist_ok=True))
-        uri = exec_output_uri(self.logshim, stdout_file, stderr_file, output_limit)
-        try:
+        async with self.outputs.reserve(namespace, container_id) as files:
+            uri = exec_output_uri(self.logshim, files.stdout, files.stderr, output_limit)
             try:
                 exit_status = await self._start_and_wait(
-                    namespace, container_id, exec_id, process, uri, timeout, command
+                    namespace, container_id, files.exec_id, process, uri, timeout, command
                 )
             finally:
-                await self._remove(namespace, container_id, exec_id)
-            stdout, stdout_cut = await trio.to_thread.run_sync(tail_bytes, stdout_file, output_limit)
-            stderr, stderr_cut = await trio.to_thread.run_sync(tail_bytes, stderr_file, output_limit)
+                await self._remove(namespace, container_id, files.exec_id)
+            stdout, stdout_cut = await trio.to_thread.run_sync(tail_bytes, files.stdout, output_limit)
+            stderr, stderr_cut = await trio.to_thread.run_sync(tail_bytes, files.stderr, output_limit)
             return ExecResult(exit_status, stdout, stderr, stdout_cut, stderr_cut)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_unlink, stdout_file, stderr_file)
 
     async def _start_and_wait(
         self,
@@ -166,26 +160,31 @@ class ExecRunner:
         )
 
     async def _kill_and_remove(self, namespace: str, container_id: str, exec_id: str) -> None:
-        try:
-            state = await self.containerd.get_process(namespace, container_id, exec_id)
-        except NotFound:
-            return
-        if state.status in ("running", "paused", "pausing"):
-            with contextlib.suppress(NotFound, FailedPrecondition):
-                await self.containerd.kill(namespace, container_id, signal.SIGKILL, exec_id)
-            with contextlib.suppress(NotFound), trio.move_on_after(KILL_GRACE_SECONDS):
-                await self.containerd.wait(namespace, container_id, exec_id)
-        with contextlib.suppress(NotFound):
-            await self.containerd.delete_process(namespace, container_id, exec_id)
+        await kill_and_remove_exec(self.containerd, namespace, container_id, exec_id)
+
+
+async def kill_and_remove_exec(
+    containerd: Containerd, namespace: str, container_id: str, exec_id: str
+) -> None:
+    """SIGKILL an exec process if it runs, wait for it (bounded), delete it.
+
+    Raises:
+        ContdError: containerd failed.
+    """
+    try:
+        state = await containerd.get_process(namespace, container_id, exec_id)
+    except NotFound:
+        return
+    if state.status in ("running", "paused", "pausing"):
+        with contextlib.suppress(NotFound, FailedPrecondition):
+            await containerd.kill(namespace, container_id, signal.SIGKILL, exec_id)
+        with contextlib.suppress(NotFound), trio.move_on_after(KILL_GRACE_SECONDS):
+            await containerd.wait(namespace, container_id, exec_id)
+    with contextlib.suppress(NotFound):
+        await containerd.delete_process(namespace, container_id, exec_id)
 
 
 def _start_status(reason: str) -> int:
     """The exit status docker gives an exec that could not start."""
     missing = ("executable file not found", "no such file or directory")
     return EXEC_NOT_FOUND if any(m in reason.lower() for m in missing) else EXEC_CANNOT_RUN
-
-
-def _unlink(*paths: Path) -> None:
-    for path in paths:
-        for part in (path, rotated(path)):
-            part.unlink(missing_ok=True)

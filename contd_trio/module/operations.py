@@ -38,14 +38,16 @@ from ..errors import (
 )
 from ..taskgroups import wait_any
 from . import labels, spec_mapping
+from .disk import prepare_files, remove_directory_if_empty, remove_files, storage_error
+from .exec_outputs import ExecOutputs
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
 from .logfiles import rotated, tail_lines
 from .output import task_output_uri
+from .paths import Paths
 from .retry import Janitor
 from .stats import StatsMonitors
 from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, Stats
-from .validate import log_path, validate_identifier
 
 log = logging.getLogger("contd.module")
 
@@ -61,27 +63,6 @@ CLEANUP_SECONDS = 20.0
 KILL_BUDGET_SECONDS = KILL_GRACE_SECONDS + 10.0
 #: Lines of output quoted in an error (an entrypoint or exec that failed).
 ERROR_OUTPUT_LINES = 10
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where the daemon keeps its files under ``-root``."""
-
-    root: Path
-
-    def log_file(self, namespace: str, container_id: str) -> Path:
-        return log_path(self.root, namespace, container_id)
-
-    def exec_output(self, namespace: str, container_id: str, exec_id: str, stream: str) -> Path:
-        """Where an exec process's ``stream`` ("stdout" or "stderr") is written."""
-        validate_identifier("namespace", namespace)
-        validate_identifier("container name", container_id)
-        return self.root / "exec" / namespace / f"{container_id}.{exec_id}.{stream}"
-
-    def exec_outputs(self, namespace: str, container_id: str) -> list[Path]:
-        """Output files of a container's exec processes still on disk (blocking)."""
-        directory = self.exec_output(namespace, container_id, "x", "stdout").parent
-        return sorted(directory.glob(f"{container_id}.exec-*"))
 
 
 @dataclass(frozen=True)
@@ -133,6 +114,8 @@ class ContainerOps:
         self.lifecycle = lifecycle
         self.stats = stats
         self.janitor = janitor or Janitor()
+        #: Exec output files, and the exec processes this daemon runs now.
+        self.exec_outputs = ExecOutputs(paths)
         #: One lock per (namespace, id): what changes a container holds it.
         self.locks = KeyedLocks()
         #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
@@ -195,11 +178,12 @@ class ContainerOps:
 
         Raises:
             EntrypointExited: the process exited; the task is left for the caller.
+            StorageError: the daemon's disk refused the log file.
             ContdError: containerd failed (or went away while we waited).
         """
         container_id = container.name
         log_file = self.paths.log_file(namespace, container_id)
-        await trio.to_thread.run_sync(lambda: log_file.parent.mkdir(parents=True, exist_ok=True))
+        await trio.to_thread.run_sync(prepare_files, f"write the log of {container_id}", log_file)
         uri = task_output_uri(
             self.settings.logshim, log_file, self.settings.log_max_bytes, container.logs or ()
         )
@@ -315,19 +299,31 @@ class ContainerOps:
             if labels.pending(record.labels):
                 await self.remove_half_made(namespace, container_id, record.created_at_ns)
 
-    async def remove_container(self, namespace: str, container_id: str) -> None:
+    async def remove_container(self, namespace: str, container_id: str) -> list[OSError]:
         """Kill and remove the task, then the container's files, then the
         container: its record goes last, so a removal cut short is found
-        (and finished) again.
+        (and finished) again. Files the disk refuses to remove (read-only,
+        gone) do not keep the container: they are logged and returned.
 
         Raises:
             FailedPrecondition: the task did not die of SIGKILL in time.
             ContdError: containerd failed.
         """
         await self.kill_and_remove_task(namespace, container_id)
-        await trio.to_thread.run_sync(self.remove_files, namespace, container_id)
+        refused = await trio.to_thread.run_sync(self.remove_files, namespace, container_id)
+        for exc in refused:
+            logs.event(
+                log,
+                logging.WARNING,
+                "could not remove a file of a container",
+                ns=namespace,
+                id=container_id,
+                path=exc.filename,
+                error=exc.strerror,
+            )
         with contextlib.suppress(NotFound):
             await self.containerd.delete_container(namespace, container_id)
+        return refused
 
     async def remove_orphan_task(self, namespace: str, container_id: str) -> None:
         """Remove a task whose container record is gone.
@@ -398,6 +394,8 @@ class ContainerOps:
             NotFound: no such container.
             FailedPrecondition: it did not die of SIGKILL in time (it stays
                 marked as going away).
+            StorageError: it is deleted, but the daemon's disk refused to
+                remove some of its files.
         """
         async with self.locks.hold((namespace, container_id)):
             record = await self.containerd.get_container(namespace, container_id)
@@ -441,23 +439,40 @@ class ContainerOps:
 
     async def finish_delete(self, namespace: str, container_id: str) -> None:
         """SIGKILL, then remove the task, the container and its files:
-        shielded and bounded by :data:`KILL_BUDGET_SECONDS`."""
+        shielded and bounded by :data:`KILL_BUDGET_SECONDS`.
+
+        Raises:
+            FailedPrecondition: not all removed in time.
+            StorageError: removed, but not all its files.
+        """
+        refused: list[OSError] = []
         with trio.CancelScope(shield=True), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
-            await self.remove_container(namespace, container_id)
+            refused = await self.remove_container(namespace, container_id)
         if scope.cancelled_caught:
             raise FailedPrecondition(
                 f"container {container_id} in namespace {namespace} could not be removed within "
                 f"{KILL_BUDGET_SECONDS:g} seconds of SIGKILL; it will be removed once it exits"
             )
+        if refused:
+            # The caller is told, so that a disk gone bad is seen; the
+            # container itself is gone all the same.
+            raise storage_error(
+                f"remove every file of container {container_id} (the container is deleted)", refused[0]
+            )
 
     async def mark_going_away(self, namespace: str, container_id: str) -> None:
         await self.containerd.update_labels(namespace, container_id, {labels.GOING_AWAY: "true"})
 
-    def remove_files(self, namespace: str, container_id: str) -> None:
-        """The container's logs and any exec output left behind (blocking)."""
+    def remove_files(self, namespace: str, container_id: str) -> list[OSError]:
+        """Remove the container's logs and any exec output left behind, as
+        far as the disk lets; returns what it refused (blocking)."""
         base = self.paths.log_file(namespace, container_id)
-        for path in (base, rotated(base), *self.paths.exec_outputs(namespace, container_id)):
-            path.unlink(missing_ok=True)
+        try:
+            exec_outputs = self.paths.exec_outputs(namespace, container_id)
+        except OSError as exc:
+            return [exc, *remove_files((base, rotated(base)))]
+        refused = remove_files((base, rotated(base), *exec_outputs))
+        return refused + remove_directory_if_empty(self.paths.exec_dir(namespace, container_id))
 
 
 async def _quoted_output(path: Path) -> str:

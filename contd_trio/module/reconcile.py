@@ -12,6 +12,9 @@ at start-up, after every gap in the event stream and every
 * a given-up one whose task survived (the give-up was cut short) loses it;
 * the others get their stats monitors (resumed after a daemon restart).
 
+Exec processes a daemon before this one was cut off from are removed too
+(:mod:`.stray_execs`).
+
 It also removes what containerd itself leaves when it is cut off while
 making a task: a task without its container, and shims serving nothing
 (see :mod:`..containerd.bundles`). Every piece of work runs on its own
@@ -34,6 +37,7 @@ from .lifecycle import Key, Lifecycle
 from .operations import ContainerOps
 from .recovery import Recovery
 from .retry import persist
+from .stray_execs import StrayExecs
 
 log = logging.getLogger("contd.supervisor")
 
@@ -65,6 +69,7 @@ class Reconciler:
         self._managed = managed
         #: How many reconciliations finished (start-up included).
         self.count = 0
+        self.stray_execs = StrayExecs(containerd, ops.exec_outputs)
 
     async def reconcile(self, why: str) -> None:
         """Check every managed container against what it should be; the
@@ -74,6 +79,7 @@ class Reconciler:
             ContdError: containerd could not list what it has.
         """
         logs.event(log, logging.DEBUG if why == "periodic" else logging.INFO, "reconciling", reason=why)
+        running: list[Key] = []
         for namespace in await self.containerd.list_namespaces():
             tasks = {t.container_id: t for t in await self.containerd.list_tasks(namespace)}
             records = await self.containerd.list_containers(namespace)
@@ -100,8 +106,10 @@ class Reconciler:
                     reason = "found not running" if task is None else f"found {task.status}"
                     self.work.start(key, self.recovery.recover, key, reason, False, task.pid if task else 0)
                 else:
+                    running.append(key)
                     stats = spec_mapping.read_container(record.spec or {}).stats or ()
                     self.ops.monitor_stats(namespace, record.id, stats)
+        self.work.spawn(self.stray_execs.remove, running)
         await self._reap_orphan_shims()
         self.count += 1
 

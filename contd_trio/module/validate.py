@@ -181,17 +181,18 @@ class RunPlan:
     cwd: str
 
 
+def is_identifier(value: str) -> bool:
+    """Whether containerd accepts ``value`` as a namespace or container id."""
+    return len(value) <= MAX_IDENTIFIER_LENGTH and _IDENTIFIER.fullmatch(value) is not None
+
+
 def validate_identifier(kind: str, value: str) -> str:
     """``value`` if containerd accepts it as a namespace or container id.
 
     Raises:
         InvalidArgument: naming ``kind`` and the value.
     """
-    if (
-        not isinstance(value, str)
-        or len(value) > MAX_IDENTIFIER_LENGTH
-        or _IDENTIFIER.fullmatch(value) is None
-    ):
+    if not isinstance(value, str) or not is_identifier(value):
         raise InvalidArgument(
             f"{kind} {quote(value)} is not a valid identifier "
             f"(letters, digits, and . _ - between them, at most {MAX_IDENTIFIER_LENGTH} characters)"

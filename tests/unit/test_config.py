@@ -166,6 +166,12 @@ def test_the_log_size_flag() -> None:
     assert cli.parse_args(["-log-max-size", "10MiB"]).log_max_bytes == 10 << 20
 
 
+def test_the_pids_limit_flag() -> None:
+    assert cli.parse_args([]).pids_limit == 4096
+    assert cli.parse_args(["-pids-limit", "100"]).pids_limit == 100
+    assert cli.parse_args(["--pids-limit", "0"]).pids_limit == 0  # no limit
+
+
 @pytest.mark.parametrize(
     ("argv", "complaint"),
     [
@@ -183,6 +189,9 @@ def test_the_log_size_flag() -> None:
         (["-restart-window", "0s"], "invalid duration '0s': must be positive"),
         (["-log-max-size", "256iB"], "invalid size '256iB'"),
         (["-log-max-size", "1K"], "at least 4096 bytes"),
+        (["-pids-limit", "-1"], "invalid number '-1': from 0 (no limit) to 4194304"),
+        (["-pids-limit", "4194305"], "invalid number '4194305': from 0 (no limit) to 4194304"),
+        (["-pids-limit", "many"], "invalid number 'many'"),
     ],
 )
 def test_bad_flags_give_one_line_and_exit_2(

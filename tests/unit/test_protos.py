@@ -12,6 +12,7 @@ import pytest
 from contd_trio._proto.containerd.events import container_pb2 as container_events
 from contd_trio._proto.containerd.events import namespace_pb2 as namespace_events
 from contd_trio._proto.containerd.events import task_pb2 as task_events
+from contd_trio._proto.containerd.runc.options import oci_pb2
 from contd_trio._proto.containerd.services.containers.v1 import containers_grpc, containers_pb2
 from contd_trio._proto.containerd.services.events.v1 import events_grpc, events_pb2
 from contd_trio._proto.containerd.services.namespaces.v1 import namespace_grpc, namespace_pb2
@@ -167,6 +168,9 @@ def test_other_task_messages():
     assert numbers(tasks_pb2.DeleteResponse) == {"id": 1, "pid": 2, "exit_status": 3, "exited_at": 4}
     assert numbers(tasks_pb2.WaitResponse) == {"exit_status": 1, "exited_at": 2}
     assert numbers(task_pb2.ProcessInfo) == {"pid": 1, "info": 2}
+    # The runc shim's info of an exec process, typed by its full name.
+    assert oci_pb2.ProcessDetails.DESCRIPTOR.full_name == "containerd.runc.v1.ProcessDetails"
+    assert numbers(oci_pb2.ProcessDetails) == {"exec_id": 1}
 
 
 def test_container_field_numbers():

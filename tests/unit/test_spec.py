@@ -287,6 +287,14 @@ def test_memory_limit() -> None:
     assert "memory" not in build(make(memory=0))["linux"]["resources"]
 
 
+def test_pids_limit_from_the_node_policy() -> None:
+    assert build(make())["linux"]["resources"]["pids"] == {"limit": 4096}
+    assert build(make(), host=HostFacts(cpu_count=4, pids_limit=100))["linux"]["resources"]["pids"] == {
+        "limit": 100
+    }
+    assert "pids" not in build(make(), host=HostFacts(cpu_count=4, pids_limit=0))["linux"]["resources"]
+
+
 def test_cpu_quota_and_period() -> None:
     assert build(make(cpu=2))["linux"]["resources"]["cpu"] == {"quota": 200000, "period": 100000}
     assert build(make(cpu=1))["linux"]["resources"]["cpu"] == {"quota": 100000, "period": 100000}

@@ -532,7 +532,8 @@ def test_a_legacy_container_restarts_as_it_was() -> None:
         container = dataclasses.replace(read_container(old), name=name)
         args = COREX if container.interactive else shlex.split(container.entrypoint)
         plan = RunPlan("tenant-1", container, args, list(container.env or ()), container.working_dir or "/")
-        new = build_spec(spec_request(plan), HostFacts(cpu_count=4))
+        # The earlier daemon set no pids limit (a node policy, not the container's).
+        new = build_spec(spec_request(plan), HostFacts(cpu_count=4, pids_limit=0))
         assert read_container(new) == expected, name
         assert set(new["annotations"]) == {"shutdown_timeout", "contd.request"}
         # The spec itself is the one the earlier daemon wrote.

@@ -1,0 +1,98 @@
+"""Exec processes nobody waits for: removed by reconciliation.
+
+Exec promises that its process and output files are removed whatever
+happens, but a daemon killed mid-Exec (SIGKILL, a crash, the node's OOM
+killer) is not there to do it: the process runs on, past its timeout, for
+good, and its files stay. The daemon that comes next knows them two ways,
+and removes every one it is not running itself (killed, deleted, files
+unlinked):
+
+* from their output files (:mod:`.exec_outputs`), made before any exec
+  process and removed after it: found at every reconciliation;
+* from containerd: the runc shim names the exec process of each of a
+  task's processes (``Tasks.ListPids``); asked once per running container
+  in the daemon's life (it costs a ``runc ps``), which finds those whose
+  files were removed while their process could not be (containerd was away
+  when the daemon that started them died).
+
+Only exec ids the daemon makes (:data:`.exec_outputs.EXEC_ID_PREFIX`) are
+touched: an operator's ``ctr task exec`` is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import trio
+
+from .. import logs
+from ..containerd.client import Containerd
+from ..errors import NotFound
+from .exec_outputs import ExecKey, ExecOutputs, is_ours
+from .exec_runner import kill_and_remove_exec
+from .lifecycle import Key
+
+log = logging.getLogger("contd.supervisor")
+
+
+class StrayExecs:
+    """Args:
+    containerd: the client.
+    outputs: the exec output files, and which exec processes run now.
+    """
+
+    def __init__(self, containerd: Containerd, outputs: ExecOutputs) -> None:
+        self.containerd = containerd
+        self.outputs = outputs
+        #: Containers whose processes were listed in this daemon's life.
+        self._listed: set[Key] = set()
+        self._busy = False
+
+    async def remove(self, running: Iterable[Key]) -> None:
+        """Find the exec processes of the daemon's that nobody waits for and
+        remove them; ``running`` are the managed containers whose task runs.
+        A call while another is under way does nothing.
+
+        Raises:
+            ContdError: containerd failed (what is left is found next time).
+        """
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            found = await self._from_containerd(running)
+            found |= await trio.to_thread.run_sync(self.outputs.on_disk)
+            # Judged after listing: an exec started since is not listed, one
+            # running now is this daemon's.
+            for namespace, container_id, exec_id in sorted(found):
+                if exec_id not in self.outputs.running:
+                    await self._remove(namespace, container_id, exec_id)
+        finally:
+            self._busy = False
+
+    async def _from_containerd(self, running: Iterable[Key]) -> set[ExecKey]:
+        found: set[ExecKey] = set()
+        for key in running:
+            if key in self._listed:
+                continue
+            try:
+                processes = await self.containerd.processes(*key)
+            except NotFound:
+                continue  # gone meanwhile
+            found.update((*key, p.exec_id) for p in processes if is_ours(p.exec_id))
+            self._listed.add(key)
+        return found
+
+    async def _remove(self, namespace: str, container_id: str, exec_id: str) -> None:
+        logs.event(
+            log,
+            logging.WARNING,
+            "removing an exec process nobody waits for (its daemon was cut off)",
+            ns=namespace,
+            id=container_id,
+            exec_id=exec_id,
+        )
+        with trio.CancelScope(shield=True):
+            await kill_and_remove_exec(self.containerd, namespace, container_id, exec_id)
+            await self.outputs.remove(namespace, container_id, exec_id)
