@@ -81,7 +81,7 @@ async def test_an_exec_cut_off_by_a_daemon_kill_is_removed_after_the_restart(
                     if EXEC_MARK in command_line(pid)
                 ]
                 exec_dir = root / "exec" / ns
-                found += [f"exec output {p.name} left" for p in exec_dir.glob("*.out")]
+                found += [f"exec output {p.name} left" for p in exec_dir.rglob("*") if p.is_file()]
                 return found
 
             # Well past the exec's 3 s timeout and several reconciliations.
