@@ -218,7 +218,7 @@ async def test_a_request_past_its_deadline_is_cancelled_and_answered(
 ) -> None:
     served = await nursery.start(lambda task_status: serve_demo(broker, task_status, timeout=0.5))
     started = trio.current_time()
-    with pytest.raises(CallError, match=r"^\[utils@1.0\].Sleep\(\) timed out after 0.5 seconds$"):
+    with pytest.raises(CallError, match=r"^\[utils@1.0\].Sleep\(\) timed out after 500ms$"):
         await client.call(served.module, demo.UTILS, "Sleep", 60 * 10**9, timeout=10)
     assert trio.current_time() - started < 5
     assert served.server.in_flight == 0
