@@ -191,7 +191,8 @@ class ContainerOps:
         Wait is called before Start (containerd's rule), interest in the
         TaskStart event is registered before Start, and the task's state is
         asked for when the event is late. An exit before the start is
-        confirmed or within the settle window fails the start.
+        confirmed or within the settle window fails the start, whether
+        containerd's Wait answer or its TaskExit event tells it first.
 
         Raises:
             EntrypointExited: the process exited; the task is left for the caller.
@@ -219,9 +220,10 @@ class ContainerOps:
             async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
                 with trio.CancelScope(shield=True):
                     pid = await self.containerd.start(namespace, container_id)
+                waiter.watch(pid)
                 with trio.move_on_after(self.settings.start_event_wait):
-                    await wait_any(waiter.started, exit_watch.done)
-                if not (waiter.started.is_set() or exit_watch.done.is_set()):
+                    await wait_any(waiter.started, exit_watch.done, waiter.exited)
+                if not (waiter.started.is_set() or exit_watch.done.is_set() or waiter.exited.is_set()):
                     # The event is late (or lost): ask containerd itself.
                     state = await self.containerd.get_process(namespace, container_id)
                     logs.event(
@@ -233,9 +235,12 @@ class ContainerOps:
                         status=state.status,
                     )
                 with trio.move_on_after(self.settings.start_settle):
-                    await exit_watch.done.wait()
-        if exit_watch.done.is_set():
-            status = exit_watch.result().exit_status  # raises when the wait itself failed
+                    await wait_any(exit_watch.done, waiter.exited)
+        # Read once the start is over: an exit recorded up to then is this
+        # start's to report, any later one the supervisor's to recover.
+        if exit_watch.done.is_set() or waiter.exited.is_set():
+            # result() raises when the wait itself failed.
+            status = exit_watch.result().exit_status if exit_watch.done.is_set() else waiter.exit_status
             raise EntrypointExited(
                 f"entrypoint of {container_id} exited with status {status}"
                 + await self.output_tail(namespace, container_id),
