@@ -214,7 +214,9 @@ class Supervisor:
             await over.wait()
         reason = "out of memory" if key in self._oom else f"exited with status {exit_.exit_status}"
         self._oom.discard(key)
-        self.work.start(key, self.recovery.recover, key, reason, True, exit_.pid)
+        # Never dropped for other work on the container (a restart finishing
+        # when its new process dies): the verdict re-checks once it is over.
+        self.work.follow(key, self.recovery.recover, key, reason, True, exit_.pid)
 
     # -- reconciliation --------------------------------------------------------------------
 
