@@ -260,6 +260,8 @@ class Server:
                     given_back.append(_Outgoing("requeue", queue.encode(), payload))
                     continue
                 self._accept(queue == self._status_queue, payload, requests)
+            if given_back:
+                logs.event(log, logging.INFO, "stopping: requests given back to redis", count=len(given_back))
             # Pushed to the head last one first, so the queue keeps its order.
             for message in reversed(given_back):
                 self._send_soon(message)
