@@ -25,6 +25,7 @@ class KeyedWork:
     def __init__(self) -> None:
         self._nursery: trio.Nursery | None = None
         self._busy: set[Key] = set()
+        self._free: dict[Key, trio.Event] = {}  # set when a busy container's work is over
 
     def bind(self, nursery: trio.Nursery) -> None:
         """Run work in ``nursery`` from now on (the supervisor's)."""
@@ -48,6 +49,17 @@ class KeyedWork:
         self._nursery.start_soon(self._guarded, work, args, key)
         return True
 
+    def follow(self, key: Key, work: Work, *args: object) -> None:
+        """Run ``work(*args)`` for one container once the work under way for
+        it (if any) is over: for what must not be dropped because other work
+        was busy with the container (an exit seen while a restart finishes)."""
+        if not self.start(key, work, *args):
+            self.spawn(self._start_when_free, key, work, args)
+
+    async def _start_when_free(self, key: Key, work: Work, args: tuple[object, ...]) -> None:
+        while not self.start(key, work, *args):
+            await self._free.setdefault(key, trio.Event()).wait()
+
     async def _guarded(self, work: Work, args: tuple[object, ...], key: Key | None) -> None:
         try:
             await work(*args)
@@ -59,3 +71,6 @@ class KeyedWork:
         finally:
             if key is not None:
                 self._busy.discard(key)
+                free = self._free.pop(key, None)
+                if free is not None:
+                    free.set()

@@ -2,8 +2,10 @@
 TaskStart, and how a state change is told to the bus.
 
 Run registers interest here before it starts a task; the supervisor, which
-reads containerd's event stream, reports each TaskStart here. While a
-container is starting, its exits are Run's business, not the supervisor's.
+reads containerd's event stream, reports each TaskStart and each exit here.
+An exit seen while a container is starting is recorded for the start (which
+fails when it is its process's), and the supervisor judges it only once the
+start is over: it is never lost between the two.
 """
 
 from __future__ import annotations
@@ -30,11 +32,35 @@ Publish = Callable[[dict[str, Any]], None]
 
 
 class StartWaiter:
-    """Set once containerd's TaskStart for the container's init process is seen."""
+    """What a start learns from containerd's events: its TaskStart, and the
+    exit of the process it started."""
 
     def __init__(self) -> None:
+        #: Set once containerd's TaskStart for the container's init process is seen.
         self.started = trio.Event()
         self.pid = 0
+        #: Set once an exit of the process given to :meth:`watch` is seen.
+        self.exited = trio.Event()
+        self.exit_status = 0
+        #: Set when the start is over (the supervisor's cue to judge the exits it saw).
+        self.over = trio.Event()
+        self._process = 0
+        # Exits may be seen before Start has answered with the pid: kept until then.
+        self._exits: dict[int, int] = {}
+
+    def watch(self, pid: int) -> None:
+        """The started process: its exit (seen already or later) sets :attr:`exited`."""
+        self._process = pid
+        self._check()
+
+    def _record_exit(self, pid: int, exit_status: int) -> None:
+        self._exits[pid] = exit_status
+        self._check()
+
+    def _check(self) -> None:
+        if self._process in self._exits and not self.exited.is_set():
+            self.exit_status = self._exits[self._process]
+            self.exited.set()
 
 
 @dataclass
@@ -75,6 +101,7 @@ class Lifecycle:
         try:
             yield waiter
         finally:
+            waiter.over.set()
             self._waiters[key].remove(waiter)
             if not self._waiters[key]:
                 del self._waiters[key]
@@ -89,6 +116,14 @@ class Lifecycle:
         for waiter in self._waiters.get((namespace, container_id), ()):
             waiter.pid = pid
             waiter.started.set()
+
+    def task_exited(self, namespace: str, container_id: str, pid: int, exit_status: int) -> list[trio.Event]:
+        """Record an exit of the container's own process for the starts
+        under way; returns the events set once each of them is over."""
+        waiters = self._waiters.get((namespace, container_id), ())
+        for waiter in waiters:
+            waiter._record_exit(pid, exit_status)
+        return [waiter.over for waiter in waiters]
 
     def publish(self, event: ContainerEvent) -> None:
         logs.event(

@@ -27,7 +27,7 @@ import trio
 from .. import logs
 from ..containerd import spec as oci
 from ..containerd.bundles import is_stale_bundle_error, remove_stale_bundle
-from ..containerd.client import Containerd, Exit
+from ..containerd.client import Containerd, ContainerRecord, Exit
 from ..errors import (
     AlreadyExists,
     ContainerdError,
@@ -121,6 +121,10 @@ class ContainerOps:
         #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
         #: grace stop waiting and finish, so their callers get a true answer.
         self.stopping = trio.Event()
+        #: The SIGTERM graces under way, by container, and when the Deletes
+        #: waiting for that container need them over (see :meth:`delete`).
+        self._graces: dict[tuple[str, str], trio.CancelScope] = {}
+        self._waiting_deletes: dict[tuple[str, str], list[float]] = {}
 
     async def locked(self, key: tuple[str, str], call: Callable[..., Awaitable[T]], *args: object) -> T:
         """``call(*args)`` holding the container's lock."""
@@ -174,7 +178,8 @@ class ContainerOps:
         Wait is called before Start (containerd's rule), interest in the
         TaskStart event is registered before Start, and the task's state is
         asked for when the event is late. An exit before the start is
-        confirmed or within the settle window fails the start.
+        confirmed or within the settle window fails the start, whether
+        containerd's Wait answer or its TaskExit event tells it first.
 
         Raises:
             EntrypointExited: the process exited; the task is left for the caller.
@@ -203,9 +208,10 @@ class ContainerOps:
             async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
                 with trio.CancelScope(shield=True):
                     pid = await self.containerd.start(namespace, container_id)
+                waiter.watch(pid)
                 with trio.move_on_after(self.settings.start_event_wait):
-                    await wait_any(waiter.started, exit_watch.done)
-                if not (waiter.started.is_set() or exit_watch.done.is_set()):
+                    await wait_any(waiter.started, exit_watch.done, waiter.exited)
+                if not (waiter.started.is_set() or exit_watch.done.is_set() or waiter.exited.is_set()):
                     # The event is late (or lost): ask containerd itself.
                     state = await self.containerd.get_process(namespace, container_id)
                     logs.event(
@@ -217,9 +223,12 @@ class ContainerOps:
                         status=state.status,
                     )
                 with trio.move_on_after(self.settings.start_settle):
-                    await exit_watch.done.wait()
-        if exit_watch.done.is_set():
-            status = exit_watch.result().exit_status  # raises when the wait itself failed
+                    await wait_any(exit_watch.done, waiter.exited)
+        # Read once the start is over: an exit recorded up to then is this
+        # start's to report, any later one the supervisor's to recover.
+        if exit_watch.done.is_set() or waiter.exited.is_set():
+            # result() raises when the wait itself failed.
+            status = exit_watch.result().exit_status if exit_watch.done.is_set() else waiter.exit_status
             raise EntrypointExited(
                 f"entrypoint of {container_id} exited with status {status}"
                 + await self.output_tail(namespace, container_id),
@@ -390,6 +399,13 @@ class ContainerOps:
         stopping daemon cuts it short. Once marked as going away, a container
         is removed even if this is cut short: reconciliation finishes it off.
 
+        A Delete that finds another deletion of the container under way (a
+        finish-off, whose grace is the whole shutdown timeout, or a Delete
+        with a longer deadline) takes it over: that one's grace is cut to
+        end when this Delete's must, so this one waits for the lock no longer
+        than it would have taken itself; the container gone by then is this
+        Delete done.
+
         Raises:
             NotFound: no such container.
             FailedPrecondition: it did not die of SIGKILL in time (it stays
@@ -397,19 +413,49 @@ class ContainerOps:
             StorageError: it is deleted, but the daemon's disk refused to
                 remove some of its files.
         """
-        async with self.locks.hold((namespace, container_id)):
-            record = await self.containerd.get_container(namespace, container_id)
-            await self.mark_going_away(namespace, container_id)
-            self.stop_stats(namespace, container_id)
-            timeout_ns = spec_mapping.read_container(record.spec or {}).shutdown_timeout_ns
-            wanted = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
-            left = trio.current_effective_deadline() - trio.current_time()
-            grace = max(0.0, min(wanted, left - KILL_BUDGET_SECONDS))
-            try:
-                await self.terminate(namespace, container_id, grace)
-            finally:
-                await self.finish_delete(namespace, container_id)
+        key = (namespace, container_id)
+        await self.containerd.get_container(namespace, container_id)  # NotFound: nothing to delete
+        must_end_by = trio.current_effective_deadline() - KILL_BUDGET_SECONDS
+        waiting = self._waiting_deletes.setdefault(key, [])
+        waiting.append(must_end_by)
+        try:
+            self._cut_grace(key)
+            async with self.locks.hold(key):
+                waiting.remove(must_end_by)
+                try:
+                    record = await self.containerd.get_container(namespace, container_id)
+                except NotFound:
+                    logs.event(
+                        log, logging.INFO, "container deleted meanwhile", ns=namespace, id=container_id
+                    )
+                    return
+                await self._delete_locked(namespace, container_id, record)
+        finally:
+            if must_end_by in waiting:
+                waiting.remove(must_end_by)
+            if not waiting and self._waiting_deletes.get(key) is waiting:
+                del self._waiting_deletes[key]
         logs.event(log, logging.INFO, "container deleted", ns=namespace, id=container_id)
+
+    def _cut_grace(self, key: tuple[str, str]) -> None:
+        """End the SIGTERM grace under way for the container by the time the
+        Deletes waiting for it need it over."""
+        grace = self._graces.get(key)
+        waiting = self._waiting_deletes.get(key)
+        if grace is not None and waiting:
+            grace.deadline = min(grace.deadline, *waiting)
+
+    async def _delete_locked(self, namespace: str, container_id: str, record: ContainerRecord) -> None:
+        await self.mark_going_away(namespace, container_id)
+        self.stop_stats(namespace, container_id)
+        timeout_ns = spec_mapping.read_container(record.spec or {}).shutdown_timeout_ns
+        wanted = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
+        left = trio.current_effective_deadline() - trio.current_time()
+        grace = max(0.0, min(wanted, left - KILL_BUDGET_SECONDS))
+        try:
+            await self.terminate(namespace, container_id, grace)
+        finally:
+            await self.finish_delete(namespace, container_id)
 
     async def terminate(self, namespace: str, container_id: str, grace: float) -> None:
         """SIGTERM the task and wait up to ``grace`` for it to exit."""
@@ -423,8 +469,14 @@ class ContainerOps:
         async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
             with contextlib.suppress(NotFound):
                 await self.containerd.kill(namespace, container_id, signal.SIGTERM)
-            with trio.move_on_after(grace):
-                await wait_any(exit_watch.done, self.stopping)
+            key = (namespace, container_id)
+            with trio.move_on_after(grace) as waiting:
+                self._graces[key] = waiting
+                try:
+                    self._cut_grace(key)  # a Delete may be waiting already
+                    await wait_any(exit_watch.done, self.stopping)
+                finally:
+                    del self._graces[key]
         if not exit_watch.done.is_set():
             logs.event(
                 log,

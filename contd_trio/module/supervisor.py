@@ -1,6 +1,8 @@
 """Supervision: one task reading containerd's events and acting on them.
 
-* It reports each TaskStart to Run's start confirmation (:mod:`.lifecycle`).
+* It reports each TaskStart, and each exit, to the starts under way (Run's
+  and restarts', :mod:`.lifecycle`); an exit seen during a start is judged
+  once the start is over.
 * When a managed container's own process exits (``id == container_id``;
   exec exits are not crashes) and nobody asked for it (the going-away label,
   re-read right before every restart), it restarts it after a delay; at the
@@ -185,12 +187,12 @@ class Supervisor:
         self._seen_exits[seen] = None
         if len(self._seen_exits) > _SEEN_EXITS:
             del self._seen_exits[next(iter(self._seen_exits))]
-        # Decided now, not once containerd answers: a Run (or a restart)
-        # starting it judges this exit itself.
-        starting = self.lifecycle.is_starting(namespace, exit_.container_id)
-        self.work.spawn(self._handle_exit, (namespace, exit_.container_id), exit_, event, starting)
+        # Recorded now, not once containerd answers: a Run (or a restart)
+        # starting it fails on this exit when it is its process's.
+        starts = self.lifecycle.task_exited(namespace, exit_.container_id, exit_.pid, exit_.exit_status)
+        self.work.spawn(self._handle_exit, (namespace, exit_.container_id), exit_, event, starts)
 
-    async def _handle_exit(self, key: Key, exit_: TaskExit, event: Event, starting: bool) -> None:
+    async def _handle_exit(self, key: Key, exit_: TaskExit, event: Event, starts: list[trio.Event]) -> None:
         namespace, container_id = key
         if not await persist("check an exited container", key, self._is_managed, *key):
             return
@@ -204,11 +206,17 @@ class Supervisor:
                 time=go_time(event.timestamp_ns),
             )
         )
-        if starting:
-            return
+        # Judged once the starts under way are over: one that failed on this
+        # exit has removed the container (or is recovering it already); one
+        # that succeeded before it came leaves a crash to recover, and the
+        # verdict re-checks all of that under the container's lock.
+        for over in starts:
+            await over.wait()
         reason = "out of memory" if key in self._oom else f"exited with status {exit_.exit_status}"
         self._oom.discard(key)
-        self.work.start(key, self.recovery.recover, key, reason, True, exit_.pid)
+        # Never dropped for other work on the container (a restart finishing
+        # when its new process dies): the verdict re-checks once it is over.
+        self.work.follow(key, self.recovery.recover, key, reason, True, exit_.pid)
 
     # -- reconciliation --------------------------------------------------------------------
 

@@ -12,6 +12,12 @@ them along with its next pop, so under load one round trip to Redis (one
 crossing into asyncio, the dearest thing on this path) serves a whole batch.
 While the reader is blocked waiting for requests, or Redis is away, a writer
 task sends them instead, and keeps them until Redis is back.
+
+Stopping never cancels the reader inside a round trip, where Redis may have
+handed it requests already: it is woken (a push to its wake-up list ends its
+blocking pop) and returns. A request it took once the stop was asked for is
+given back to the head of its queue, for the next daemon; the requests in
+flight are served, or cancelled after the grace, and answered either way.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import trio.lowlevel
 
 from .. import logs
 from ..backoff import Backoff
-from ..text import printable
+from ..text import format_duration, printable
 from . import codec
 from .dispatch import BoundCall, Dispatcher, Method
 from .errors import ProtocolError, ZbusError
@@ -44,10 +50,13 @@ _STATUS_BATCH = 64
 _WRITE_BATCH = 512
 #: How long a stopping server keeps trying to send its last answers.
 _FLUSH_SECONDS = 5.0
+#: How long a stopping server waits, at least, for its reader to come back
+#: from Redis; after that it is cancelled, even mid-exchange (Redis is hung).
+_READER_STOP_SECONDS = 5.0
 
 
 class _Outgoing(NamedTuple):
-    kind: str  # "reply", "publish" or "wake", as RedisTransport.send_batch takes them
+    kind: str  # "reply", "publish", "wake" or "requeue", as RedisTransport.send_batch takes them
     key: bytes
     payload: bytes
 
@@ -96,6 +105,9 @@ class Server:
         self._stopping = False
         self._drained = trio.Event()  # set by the writer once a stopping server's outbox is sent
         self._stopped = trio.Event()
+        self._closing = False  # stop() was called: the reader takes nothing more
+        self._reader_done = trio.Event()
+        self._backing_off = trio.CancelScope()  # the reader's wait for Redis to come back
         self._accepting = trio.CancelScope()
         self._requests_scope = trio.CancelScope()
         self._idle = trio.Event()
@@ -150,9 +162,24 @@ class Server:
 
     async def stop(self, grace: float) -> None:
         """Stop taking requests, give in-flight ones ``grace`` seconds, then
-        cancel the rest (each still answers its caller)."""
-        self._accepting.cancel()
-        with trio.move_on_after(grace):
+        cancel the rest (each still answers its caller).
+
+        The reader is woken, not cancelled: a round trip cut short would lose
+        what Redis handed over in it. Only a reader that Redis keeps waiting
+        past the grace (and at least :data:`_READER_STOP_SECONDS`) is cancelled.
+        """
+        deadline = trio.current_time() + grace
+        self._closing = True
+        self._backing_off.cancel()
+        self._send_soon(_Outgoing("wake", self._wake_key.encode(), b""))
+        with trio.move_on_at(max(deadline, trio.current_time() + _READER_STOP_SECONDS)):
+            await self._reader_done.wait()
+        if not self._reader_done.is_set():
+            logs.event(
+                log, logging.ERROR, "redis kept the reader waiting at shutdown: cancelling it mid-exchange"
+            )
+            self._accepting.cancel()
+        with trio.move_on_at(deadline):
             await self._idle.wait()
         self._requests_scope.cancel()
 
@@ -164,10 +191,16 @@ class Server:
     # -- the reader ------------------------------------------------------------------
 
     async def _read_requests(self, requests: trio.Nursery) -> None:
+        try:
+            await self._read_until_closing(requests)
+        finally:
+            self._reader_done.set()
+
+    async def _read_until_closing(self, requests: trio.Nursery) -> None:
         object_queues = [codec.queue_name(self.module, o) for o in self.dispatcher.objects()]
         backoff = Backoff()
         unavailable = False
-        while True:
+        while not self._closing:
             free = len(self._free_slots)
             if free:
                 self._parked = False
@@ -191,6 +224,8 @@ class Server:
                     free,
                     self.pull_timeout,
                     self._on_reader_blocked,
+                    # Always waited on: stop() ends a blocking pop through it.
+                    self._wake_key,
                 )
             except ZbusError as exc:
                 failure = exc
@@ -206,16 +241,30 @@ class Server:
                 )
                 unavailable = True
                 self._on_reader_blocked()
-                await trio.sleep(delay)
+                with self._backing_off:
+                    await trio.sleep(delay)
+                self._backing_off = trio.CancelScope()
                 self._reader_waiting = False
                 continue
             if unavailable:
                 logs.event(log, logging.INFO, "redis reachable again")
                 unavailable = False
             backoff.reset()
+            given_back: list[_Outgoing] = []
             for queue, payload in taken:
-                if queue != self._wake_key:
-                    self._accept(queue == self._status_queue, payload, requests)
+                if queue == self._wake_key:
+                    continue
+                if self._closing and queue != self._status_queue:
+                    # Taken after the stop was asked for: not started here,
+                    # but given back for the next daemon.
+                    given_back.append(_Outgoing("requeue", queue.encode(), payload))
+                    continue
+                self._accept(queue == self._status_queue, payload, requests)
+            if given_back:
+                logs.event(log, logging.INFO, "stopping: requests given back to redis", count=len(given_back))
+            # Pushed to the head last one first, so the queue keeps its order.
+            for message in reversed(given_back):
+                self._send_soon(message)
             if taken:
                 # Let the requests just started run first: those that finish at
                 # once put their answers in the outbox in time to ride along.
@@ -301,7 +350,7 @@ class Server:
             if output is None:
                 output = codec.Output(
                     data=call.method.zero_results(),
-                    error=f"{call.action} timed out after {self.timeout:g} seconds",
+                    error=f"{call.action} timed out after {format_duration(self.timeout)}",
                 )
         finally:
             if output is None:

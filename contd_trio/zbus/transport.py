@@ -44,7 +44,8 @@ COMMAND_TIMEOUT_SECONDS = 10
 # ARGV: [1] ttl of reply keys, [2] most items taken from the priority queue,
 #       [3] most items taken from the other queues together, [4] nq, then a
 #       (kind, payload) pair per outgoing message: kind "p" publishes on the
-#       key, anything else RPUSHes to it and sets it to expire.
+#       key, "l" LPUSHes to it (a request given back to the head of its
+#       queue), anything else RPUSHes to it and sets it to expire.
 # Returns {refused, index, payload, index, payload, ...}: how many commands
 # Redis refused (a key of the wrong type: that one message is dropped, the
 # others still go), then each taken payload with the index of its queue.
@@ -61,6 +62,8 @@ local k = 2 + nq
 for i = 5, #ARGV, 2 do
   if ARGV[i] == 'p' then
     try('PUBLISH', KEYS[k], ARGV[i + 1])
+  elseif ARGV[i] == 'l' then
+    try('LPUSH', KEYS[k], ARGV[i + 1])
   elseif try('RPUSH', KEYS[k], ARGV[i + 1]) then
     try('EXPIRE', KEYS[k], ttl)
   end
@@ -146,9 +149,12 @@ def parse_broker_url(url: str) -> BrokerAddress:
     raise ValueError(f"broker {url!r}: unknown scheme {parts.scheme!r}, expecting unix or tcp")
 
 
-#: (kind, key, payload): kind "reply", "wake" or "publish"; the key as the
-#: bytes Redis gets, since a caller's ReplyTo need not be valid UTF-8.
+#: (kind, key, payload): kind "reply", "wake", "publish" or "requeue"; the key
+#: as the bytes Redis gets, since a caller's ReplyTo need not be valid UTF-8.
 Outgoing = tuple[str, bytes, bytes]
+
+
+_KIND_CODES = {"publish": "p", "requeue": "l"}
 
 
 def _exchange_args(
@@ -163,7 +169,7 @@ def _exchange_args(
     argv: list[Any] = [ttl, priority_limit, budget, len(queues)]
     for kind, key, payload in outgoing:
         keys.append(key)
-        argv.append("p" if kind == "publish" else "r")
+        argv.append(_KIND_CODES.get(kind, "r"))
         argv.append(payload)
     return [_EXCHANGE_SCRIPT, len(keys), *keys, *argv]
 
@@ -229,6 +235,7 @@ class RedisTransport:
         budget: int,
         block: float,
         on_block: Callable[[], None] | None = None,
+        wake_key: str | None = None,
     ) -> list[tuple[str, bytes]]:
         """Send ``outgoing`` (as :meth:`send_batch`) and take waiting requests,
         in one round trip.
@@ -236,7 +243,8 @@ class RedisTransport:
         Takes up to ``priority_limit`` items from ``priority_queue``, then up
         to ``budget`` items in all from ``queues`` in order. When nothing was
         waiting and ``block`` is positive, waits up to ``block`` seconds for
-        the first item to come to any of them, and returns just that one.
+        the first item to come to any of them (or to ``wake_key``, which
+        only ever ends the wait), and returns just that one.
 
         ``on_block`` is called, synchronously and in the Trio thread, right
         before such a wait: the caller learns that nothing it queues from now
@@ -256,6 +264,7 @@ class RedisTransport:
             [priority_queue, *queues],
             block,
             on_block,
+            wake_key,
         )
         return taken
 
@@ -265,6 +274,7 @@ class RedisTransport:
         keys: list[str],
         block: float,
         on_block: Callable[[], None] | None,
+        wake_key: str | None,
     ) -> list[tuple[str, bytes]]:
         assert self._blocking is not None
         result = await self._blocking.eval(*args)
@@ -276,7 +286,8 @@ class RedisTransport:
         if on_block is not None:
             on_block()
         # BLPOP takes fractions of a second since Redis 6; 0 would mean forever.
-        item = await self._blocking.blpop(keys, timeout=max(block, 0.01))
+        waited_on = keys if wake_key is None or wake_key in keys else [*keys, wake_key]
+        item = await self._blocking.blpop(waited_on, timeout=max(block, 0.01))
         if item is None:
             return []
         raw_queue, payload = item
@@ -301,8 +312,9 @@ class RedisTransport:
 
     async def send_batch(self, messages: Sequence[Outgoing], ttl: int) -> None:
         """Send messages in one round trip: a ``publish`` is PUBLISHed on its
-        key; a ``reply`` or ``wake`` is RPUSHed to its key, which then expires
-        after ``ttl`` seconds. A message Redis refuses is dropped (and
+        key; a ``requeue`` is LPUSHed to its key (a queue of requests, which
+        never expires); a ``reply`` or ``wake`` is RPUSHed to its key, which
+        then expires after ``ttl`` seconds. A message Redis refuses is dropped (and
         counted in :attr:`refused`); the others still go."""
         args = _exchange_args(messages, ttl, "", 0, (), 0)
         result = await self._run(COMMAND_TIMEOUT_SECONDS, self._command, "eval", *args)
