@@ -31,6 +31,7 @@ import trio
 from .. import errors, logs
 from ..containerd.bundles import idle_shims, kill_if_idle
 from ..containerd.client import Containerd
+from ..taskgroups import open_nursery
 from . import labels, spec_mapping
 from .keyed_work import KeyedWork
 from .lifecycle import Key, Lifecycle
@@ -78,8 +79,11 @@ class Reconciler:
         Raises:
             ContdError: containerd could not list what it has.
         """
-        logs.event(log, logging.DEBUG if why == "periodic" else logging.INFO, "reconciling", reason=why)
+        level = logging.DEBUG if why == "periodic" else logging.INFO
+        logs.event(log, level, "reconciling", reason=why)
+        started = trio.current_time()
         running: list[Key] = []
+        managed_count = 0
         for namespace in await self.containerd.list_namespaces():
             tasks = {t.container_id: t for t in await self.containerd.list_tasks(namespace)}
             records = await self.containerd.list_containers(namespace)
@@ -88,6 +92,7 @@ class Reconciler:
                 # making it for a Run whose container was removed since.
                 self.work.start((namespace, orphan), self._remove_orphan, (namespace, orphan))
             managed = [r for r in records if r.labels.get(labels.MANAGED) == "true"]
+            managed_count += len(managed)
             for record in managed:
                 key = (namespace, record.id)
                 self._managed[key] = True
@@ -109,9 +114,20 @@ class Reconciler:
                     running.append(key)
                     stats = spec_mapping.read_container(record.spec or {}).stats or ()
                     self.ops.monitor_stats(namespace, record.id, stats)
-        self.work.spawn(self.stray_execs.remove, running)
-        await self._reap_orphan_shims()
+        async with open_nursery() as nursery:
+            nursery.start_soon(self._remove_stray_execs, running)
+            nursery.start_soon(self._reap_orphan_shims)
         self.count += 1
+        seconds = round(trio.current_time() - started, 3)
+        logs.event(log, level, "reconciled", reason=why, containers=managed_count, seconds=seconds)
+
+    async def _remove_stray_execs(self, running: list[Key]) -> None:
+        """The stray exec pass; its failure is logged and left to the next
+        reconciliation, as the rest of this one need not wait for it."""
+        try:
+            await self.stray_execs.remove(running)
+        except errors.ContdError as exc:
+            logs.event(log, logging.WARNING, "could not look for stray exec processes", error=str(exc))
 
     async def _reap_orphan_shims(self) -> None:
         """Kill the shims containerd started for tasks it then gave up (its

@@ -10,10 +10,12 @@ unlinked):
 * from their output files (:mod:`.exec_outputs`), made before any exec
   process and removed after it: found at every reconciliation;
 * from containerd: the runc shim names the exec process of each of a
-  task's processes (``Tasks.ListPids``); asked once per running container
-  in the daemon's life (it costs a ``runc ps``), which finds those whose
-  files were removed while their process could not be (containerd was away
-  when the daemon that started them died).
+  task's processes (``Tasks.ListPids``), which finds those whose files were
+  removed while their process could not be (containerd was away when the
+  daemon that started them died). It costs a ``runc ps``, so it is asked
+  once for each container running when the daemon started (the first
+  reconciliation), a few at once: a task started since is this daemon's,
+  and so is every exec process in it.
 
 Only exec ids the daemon makes (:data:`.exec_outputs.EXEC_ID_PREFIX`) are
 touched: an operator's ``ctr task exec`` is left alone.
@@ -29,11 +31,15 @@ import trio
 from .. import logs
 from ..containerd.client import Containerd
 from ..errors import NotFound
+from ..taskgroups import open_nursery
 from .exec_outputs import ExecKey, ExecOutputs, is_ours
 from .exec_runner import kill_and_remove_exec
 from .lifecycle import Key
 
 log = logging.getLogger("contd.supervisor")
+
+#: ``Tasks.ListPids`` calls made at once (each runs ``runc ps``).
+LISTINGS_AT_ONCE = 8
 
 
 class StrayExecs:
@@ -45,8 +51,9 @@ class StrayExecs:
     def __init__(self, containerd: Containerd, outputs: ExecOutputs) -> None:
         self.containerd = containerd
         self.outputs = outputs
-        #: Containers whose processes were listed in this daemon's life.
-        self._listed: set[Key] = set()
+        #: The containers running at the first pass, whose processes may be
+        #: a previous daemon's; each is forgotten once listed.
+        self._unlisted: set[Key] | None = None
         self._busy = False
 
     async def remove(self, running: Iterable[Key]) -> None:
@@ -72,16 +79,29 @@ class StrayExecs:
             self._busy = False
 
     async def _from_containerd(self, running: Iterable[Key]) -> set[ExecKey]:
+        """The daemon's exec processes in the containers running at the first
+        pass that were not listed yet. Each listing is a ``runc ps`` in the
+        container's shim: after a restart with hundreds of containers they
+        are made a few at once, not one after the other."""
+        if self._unlisted is None:
+            self._unlisted = set(running)
+        unlisted = self._unlisted
         found: set[ExecKey] = set()
-        for key in running:
-            if key in self._listed:
-                continue
-            try:
-                processes = await self.containerd.processes(*key)
-            except NotFound:
-                continue  # gone meanwhile
+        limiter = trio.CapacityLimiter(LISTINGS_AT_ONCE)
+
+        async def list_one(key: Key) -> None:
+            async with limiter:
+                try:
+                    processes = await self.containerd.processes(*key)
+                except NotFound:
+                    unlisted.discard(key)  # gone meanwhile, and its processes with it
+                    return
             found.update((*key, p.exec_id) for p in processes if is_ours(p.exec_id))
-            self._listed.add(key)
+            unlisted.discard(key)
+
+        async with open_nursery() as nursery:
+            for key in unlisted.intersection(running):
+                nursery.start_soon(list_one, key)
         return found
 
     async def _remove(self, namespace: str, container_id: str, exec_id: str) -> None:
