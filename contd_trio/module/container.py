@@ -126,7 +126,7 @@ class ContainerModule:
         if not namespace:
             raise InvalidArgument("namespace is required (ListNS lists the namespaces)")
         validate_identifier("namespace", namespace)
-        return sorted(c.id for c in await self.ops.containerd.list_containers(namespace))
+        return sorted(await self.ops.containerd.container_ids(namespace))
 
     async def list_ns(self) -> list[str]:
         return await self.ops.containerd.list_namespaces()
