@@ -15,6 +15,7 @@ import argparse
 import statistics
 import time
 import uuid
+from pathlib import Path
 
 import trio
 import trio_asyncio
@@ -59,17 +60,17 @@ async def _chatty(bench: Bench, count: int, backend: services.RedisService) -> N
             await contd.run("benchshims", spec)
 
 
-def _pids_of(marker: bytes) -> list[int]:
-    from pathlib import Path
-
+def _pids_of(*markers: bytes) -> list[int]:
+    """Processes whose command line holds every marker."""
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if marker in (proc / "cmdline").read_bytes():
-                    found.append(int(proc.name))
+                cmdline = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
+            if all(marker in cmdline for marker in markers):
+                found.append(int(proc.name))
     return found
 
 
@@ -92,7 +93,7 @@ def measure(args: argparse.Namespace) -> list[Figure]:
         try:
             trio_asyncio.run(_chatty, bench, args.shims, backend)
             time.sleep(3)  # let them write and forward for a while
-            logshim = [uss_kib(p) / 1024 for p in _pids_of(b"contd-logshim")]
+            logshim = [uss_kib(p) / 1024 for p in _pids_of(b"contd-logshim", str(bench.run_dir).encode())]
             runc = [uss_kib(p) / 1024 for p in services.shim_pids(bench.containerd.address)]
         finally:
             stop(daemon)
