@@ -41,8 +41,10 @@ GO_PIPELINED_PER_S = 3700.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clients", type=int, default=8, help="load processes of the throughput figure")
-    parser.add_argument("--depth", type=int, default=1, help="requests each load process keeps queued")
+    parser.add_argument("--clients", type=int, default=1, help="load processes of the throughput figure")
+    parser.add_argument(
+        "--depth", type=int, default=8, help="calls each load process keeps in flight (Go client: 8)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the throughput figure")
     parser.add_argument("--sequential-calls", type=int, default=2000)
 
@@ -219,7 +221,7 @@ def measure(args: argparse.Namespace) -> list[Figure]:
         ),
         Figure(
             PART,
-            f"{args.clients} clients x {args.depth} call at once, throughput",
+            f"{args.clients} client(s) x {args.depth} calls at once, throughput",
             "calls/s",
             median(thr),
             median(ref_thr),
