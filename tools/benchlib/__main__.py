@@ -1,6 +1,8 @@
-"""``tools/bench [PART ...|all] [--repeat N] [--out DIR]``: run the parts of
-the benchmark side by side with their references, print the table, and
-write it as ``<out>/<date>.json`` and ``.md``."""
+"""Run benchmark parts side by side with their references; write JSON and Markdown.
+
+``tools/bench [PART ...|all] [--repeat N] [--out DIR]`` prints the table
+and writes it as ``<out>/<date>.json`` and ``.md``.
+"""
 
 from __future__ import annotations
 
