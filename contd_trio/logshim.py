@@ -17,9 +17,27 @@ costs about 3.5 MB of unique memory when 20 run (``signal``, ``socket``,
 --max-bytes N`` and, per log backend i, ``--stdout.<i>
 redis://host:port/channel --stderr.<i> redis://host:port/channel``.
 
+Each line is written as the CRI log format has it (what containerd's CRI
+plugin writes for Kubernetes): ``<time> <stream> <F|P> <text>``, the time
+(RFC 3339, UTC, nanoseconds) when the shim read it, the stream ``stdout``
+or ``stderr``, and ``P`` for a piece of a line longer than 64 KiB (``F``
+ends a line). The files stay readable with ``cat`` and ``tail``.
+
+The output of a container is one stream of bytes across its files and its
+restarts: the index beside the log (``<id>.log.idx``) gives the offset in
+that stream where each file starts, by inode, with a random id of the
+stream. The daemon maps a reader's cursor (stream id and offset) to a file
+with it, whatever was rotated or restarted meanwhile. The shim rewrites the
+index atomically (write, fsync, rename) before each rotation: the new
+file's inode and start are recorded before its name appears, and a file's
+start never changes, so a reader that opens the files first and reads the
+index afterwards always finds the files it holds. A shim that finds no
+usable index starts a new stream (a new id), which readers see as a reset.
+
 The daemon also runs it for an exec process, whose output must stay
 bounded however much it writes: then ``--stderr-log PATH`` keeps stderr
-apart and ``--raw 1`` writes the bytes as they come (no line ending added).
+apart and ``--raw 1`` writes the bytes as they come (no line ending added,
+no time, no index).
 """
 
 from __future__ import annotations
@@ -107,19 +125,105 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     return options
 
 
-class LogFile:
-    """An append-only log, rotated at ``max_bytes`` (one old file kept)."""
+INDEX_SUFFIX = ".idx"
+INDEX_VERSION = b"v1"
 
-    def __init__(self, path: str, max_bytes: int) -> None:
+
+def stamp(now_ns: int) -> bytes:
+    """A time as CRI log lines start: RFC 3339, UTC, nanoseconds."""
+    seconds, nanos = divmod(now_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode() + b".%09dZ" % nanos
+
+
+def read_index(path: str) -> tuple[str, dict[int, int]] | None:
+    """The stream id and the start of each file (by inode) an index
+    records; None when there is no index or it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            words = f.read(4096).split()
+    except OSError:
+        return None
+    if len(words) < 3 or words[0] != INDEX_VERSION or not words[1].isalnum():
+        return None
+    starts = {}
+    for word in words[2:]:
+        inode, colon, start = word.partition(b":")
+        if not colon or not inode.isdigit() or not start.isdigit():
+            return None
+        starts[int(inode)] = int(start)
+    return words[1].decode(), starts
+
+
+def write_index(path: str, stream_id: str, starts: list[tuple[int, int]]) -> None:
+    """Replace the index atomically (and durably: the data is synced
+    before the rename)."""
+    text = b" ".join([INDEX_VERSION, stream_id.encode(), *(b"%d:%d" % pair for pair in starts)])
+    staging = path + ".tmp"
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        os.write(fd, text + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(staging, path)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """A file's inode and size; None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size
+
+
+class LogFile:
+    """An append-only log, rotated at ``max_bytes`` (one old file kept);
+    ``indexed``: with the index of where each file starts in the stream."""
+
+    def __init__(self, path: str, max_bytes: int, indexed: bool = False) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.index = path + INDEX_SUFFIX if indexed else ""
         self.fd = -1
         self.size = 0
+        self.inode = 0
+        #: Where this file starts in the container's output stream, and that stream's id.
+        self.start = 0
+        self.stream_id = ""
+        if self.index:
+            self._resume()
         self._open()
+        if self.index:
+            self._index_current()
 
     def _open(self) -> None:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self.size = os.fstat(self.fd).st_size
+        st = os.fstat(self.fd)
+        self.size, self.inode = st.st_size, st.st_ino
+
+    def _resume(self) -> None:
+        # A rotation cut short (the shim was killed between its renames):
+        # the new file is indexed already, finish giving it its name.
+        pending = self.path + ".new"
+        if not os.path.exists(self.path) and os.path.exists(pending):
+            os.replace(pending, self.path)
+
+    def _index_current(self) -> None:
+        """Continue the stream the index describes, or start a new one when
+        the current file is not in it (no index, or a file made since)."""
+        found = read_index(self.index)
+        old = _identity(self.path + ".1")
+        if found is not None and self.inode in found[1]:
+            self.stream_id, starts = found
+            self.start = starts[self.inode]
+            return
+        self.stream_id = os.urandom(8).hex()
+        files = [(self.inode, 0)]
+        if old is not None:
+            self.start = old[1]
+            files = [(self.inode, self.start), (old[0], 0)]
+        write_index(self.index, self.stream_id, files)
 
     def write(self, data: bytes) -> None:
         """Append whole lines, rotating between two lines whenever the next
@@ -145,9 +249,29 @@ class LogFile:
         self.size += len(data)
 
     def rotate(self) -> None:
+        if not self.index:
+            os.close(self.fd)
+            self._rename(self.path, self.path + ".1")
+            self._open()
+            return
+        # The new file is made and indexed before it takes the log's name.
+        pending = self.path + ".new"
+        fd = os.open(pending, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        inode = os.fstat(fd).st_ino
+        start = self.start + self.size
+        write_index(self.index, self.stream_id, [(inode, start), (self.inode, self.start)])
         os.close(self.fd)
-        os.replace(self.path, self.path + ".1")
-        self._open()
+        self._rename(self.path, self.path + ".1")
+        os.replace(pending, self.path)
+        self.fd, self.inode, self.start, self.size = fd, inode, start, 0
+
+    @staticmethod
+    def _rename(source: str, target: str) -> None:
+        # Not contextlib.suppress: importing contextlib would cost this process memory.
+        try:  # noqa: SIM105
+            os.replace(source, target)
+        except FileNotFoundError:
+            pass  # removed by hand: its lines are gone
 
     def close(self) -> None:
         os.close(self.fd)
@@ -236,16 +360,20 @@ def connect(address: tuple[str, int]) -> _socket.socket:
 
 
 class Stream:
-    """One of the container's two outputs: splits it into lines (``raw``:
-    writes what comes as it comes, adding nothing; no backends then)."""
+    """One of the container's two outputs: splits it into lines, each
+    written with the time it was read, its stream and whether it is whole
+    (``raw``: writes what comes as it comes, adding nothing; no backends then)."""
 
-    def __init__(self, fd: int, channels: list[RedisChannel], raw: bool = False) -> None:
+    def __init__(
+        self, fd: int, channels: list[RedisChannel], raw: bool = False, name: bytes = b"stdout"
+    ) -> None:
         self.fd = fd
         self.channels = channels
         self.raw = raw
+        self.name = name
         self.carry = b""
 
-    def feed(self, data: bytes, logfile: LogFile) -> None:
+    def feed(self, data: bytes, logfile: LogFile, now: bytes = b"") -> None:
         if self.raw:
             logfile.write(data)
             return
@@ -254,10 +382,17 @@ class Stream:
         if end == 0 and len(data) < MAX_LINE:
             self.carry = data
             return
+        now = now or stamp(time.time_ns())
         if end == 0:
-            end = len(data)  # a very long line: let it out in pieces
+            # A very long line: let it out in pieces.
+            self.carry = b""
+            logfile.write(b"%s %s P %s\n" % (now, self.name, data))
+            for channel in self.channels:
+                channel.add(data)
+            return
         whole, self.carry = data[:end], data[end:]
-        logfile.write(whole)
+        head = b"%s %s F " % (now, self.name)
+        logfile.write(head + whole[:-1].replace(b"\n", b"\n" + head) + b"\n")
         for channel in self.channels:
             for line in whole.splitlines():
                 channel.add(line)
@@ -269,17 +404,18 @@ class Stream:
 
 def serve(options: dict[str, str]) -> int:
     max_bytes = int(options.get("max-bytes") or 10 * 1024 * 1024)
-    logfile = LogFile(options["log"], max_bytes)
     # An exec's output: stderr kept apart, bytes as they came (no line ending added).
+    raw = options.get("raw") == "1"
+    logfile = LogFile(options["log"], max_bytes, indexed=not raw)
     logfiles = {STDOUT_FD: logfile, STDERR_FD: logfile}
     if options.get("stderr-log"):
         logfiles[STDERR_FD] = LogFile(options["stderr-log"], max_bytes)
-    raw = options.get("raw") == "1"
     channels: dict[str, RedisChannel] = {}
     streams = []
     for fd, name in ((STDOUT_FD, "stdout"), (STDERR_FD, "stderr")):
         urls = [url for key, url in sorted(options.items()) if key.split(".")[0] == name and url]
-        streams.append(Stream(fd, [channels.setdefault(url, RedisChannel(url)) for url in urls], raw))
+        backends = [channels.setdefault(url, RedisChannel(url)) for url in urls]
+        streams.append(Stream(fd, backends, raw, name.encode()))
 
     stopping = []
     _signal.signal(_signal.SIGTERM, lambda *_: stopping.append(True))
@@ -307,6 +443,7 @@ def serve(options: dict[str, str]) -> int:
             continue
         if stopping and not events:
             break  # the shim asked us to go, and nothing more is readable
+        read_at = stamp(time.time_ns())
         for fd, _ in events:
             stream = by_fd[fd]
             try:
@@ -316,7 +453,7 @@ def serve(options: dict[str, str]) -> int:
             except OSError:
                 data = b""
             if data:
-                stream.feed(data, logfiles[fd])
+                stream.feed(data, logfiles[fd], read_at)
             else:
                 stream.finish(logfiles[fd])
                 poller.unregister(fd)

@@ -39,7 +39,8 @@ from ..taskgroups import wait_any
 from . import labels
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
-from .logfiles import rotated, tail_lines
+from .logfiles import log_files
+from .logstream import last_lines
 from .output import task_output_uri
 from .retry import Janitor
 from .stats import StatsMonitors
@@ -448,11 +449,10 @@ class ContainerOps:
     def remove_files(self, namespace: str, container_id: str) -> None:
         """The container's logs and any exec output left behind (blocking)."""
         base = self.paths.log_file(namespace, container_id)
-        for path in (base, rotated(base), *self.paths.exec_outputs(namespace, container_id)):
+        for path in (*log_files(base), *self.paths.exec_outputs(namespace, container_id)):
             path.unlink(missing_ok=True)
 
 
 async def _quoted_output(path: Path) -> str:
-    lines = await trio.to_thread.run_sync(tail_lines, path, ERROR_OUTPUT_LINES)
-    text = "".join(lines).strip()
+    text = (await trio.to_thread.run_sync(last_lines, path, ERROR_OUTPUT_LINES)).strip()
     return f"; output: {text}" if text else ""

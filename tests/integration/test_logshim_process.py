@@ -52,5 +52,10 @@ def test_the_installed_shim_runs_without_site_packages(tmp_path: Path) -> None:
             process.kill()
         os.close(ready_read)
     assert process.returncode == 0, stderr.decode()
-    assert sorted(log.read_text().splitlines()) == ["partial", "to stderr", "to stdout"]
+    assert sorted(line.split(" ", 1)[1] for line in log.read_text().splitlines()) == [
+        "stderr F partial",
+        "stderr F to stderr",
+        "stdout F to stdout",
+    ]
+    assert Path(f"{log}.idx").read_text().startswith("v1 ")
     assert not marker.exists(), "the shim ran the site module (and so site-packages)"
