@@ -15,19 +15,21 @@ import shlex
 import signal
 from dataclasses import replace
 
+import msgpack
 import trio
 
 from .. import logs
 from ..containerd import spec as oci
 from ..containerd.client import ContainerRecord, ProcessState
 from ..errors import ExecFailed, FailedPrecondition, InvalidArgument, NotFound
-from ..text import format_duration, shorten
+from ..text import format_duration, quote, shorten
+from ..zbus.codec import GO_ZERO_TIME
 from . import labels
-from .exec_runner import ExecResult, ExecRunner
-from .logfiles import tail_lines
+from .exec_runner import OUTPUT_LIMIT, ExecResult, ExecRunner
+from .logstream import CHUNK_LINES, MAX_CHUNK_LINES, Chunk, CursorError, last_lines, read_after, read_tail
 from .operations import ERROR_OUTPUT_LINES, ContainerOps
-from .types import Container, TaskState, go_time
-from .untrusted import check_args
+from .types import Container, ExecOutput, LogChunk, LogLine, TaskState, go_time
+from .untrusted import check_args, check_text
 from .validate import HostView, prepare_run, validate_identifier
 
 log = logging.getLogger("contd.module")
@@ -202,6 +204,33 @@ class ContainerModule:
                 exit_status=result.exit_status,
             )
 
+    async def exec_output(self, namespace: str, container_id: str, timeout_ns: int, *args: str) -> ExecOutput:
+        """Run a process in a running container, wait for it, and give back
+        its exit code and output (the last 1 MiB of each of stdout and
+        stderr). Whatever the process does is an answer, not an error: a
+        non-zero exit, a timeout (``exit_code`` -1, ``timed_out``; it is
+        killed), a command that cannot start (127 for a missing binary, 126
+        otherwise, runc's reason as ``stderr``), as a shell would report it.
+
+        Raises:
+            InvalidArgument: no command, an argument that is not UTF-8, or a
+                timeout that is not positive.
+            NotFound: no such container.
+            FailedPrecondition: it has no running task.
+        """
+        try:
+            result = await self._exec(namespace, container_id, timeout_ns, args, OUTPUT_LIMIT)
+        except ExecFailed as exc:  # it could not start
+            return ExecOutput(exit_code=exc.exit_status, stderr=f"{exc}\n".encode())
+        return ExecOutput(
+            exit_code=-1 if result.exit_status is None else result.exit_status,
+            timed_out=result.exit_status is None,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            stdout_truncated=result.stdout_truncated,
+            stderr_truncated=result.stderr_truncated,
+        )
+
     async def _exec(
         self, namespace: str, container_id: str, timeout_ns: int, args: tuple[str, ...], output_limit: int
     ) -> ExecResult:
@@ -238,8 +267,65 @@ class ContainerModule:
         """
         await self._get(namespace, container_id)
         path = self.ops.paths.log_file(namespace, container_id)
-        lines = await trio.to_thread.run_sync(tail_lines, path, LOG_LINES)
-        return "".join(lines)
+        return await trio.to_thread.run_sync(last_lines, path, LOG_LINES)
+
+    async def logs_from(self, namespace: str, container_id: str, cursor: str, max_lines: int) -> LogChunk:
+        """The lines of the container's output after ``cursor`` (one a
+        LogChunk gave; "" starts with the oldest line kept), at most
+        ``max_lines`` (0: 1000; at most 10,000) and 1 MiB of them.
+
+        Raises:
+            InvalidArgument: a cursor no chunk gave (or past the end of the
+                output), or a negative ``max_lines``.
+            NotFound: no such container.
+        """
+        check_text("cursor", cursor)
+        if max_lines < 0:
+            raise InvalidArgument(f"max {max_lines} is negative (0 means {CHUNK_LINES} lines)")
+        await self._get(namespace, container_id)
+        path = self.ops.paths.log_file(namespace, container_id)
+        limit = min(max_lines or CHUNK_LINES, MAX_CHUNK_LINES)
+        try:
+            chunk = await trio.to_thread.run_sync(read_after, path, cursor, limit)
+        except CursorError as exc:
+            raise InvalidArgument(f"cursor {quote(cursor)}: {exc}") from None
+        return _log_chunk(chunk)
+
+    async def logs_tail(
+        self, namespace: str, container_id: str, lines: int, since: msgpack.Timestamp
+    ) -> LogChunk:
+        """The end of the container's output: its last ``lines`` lines (< 0:
+        every line kept; 0: none), or the lines read at or after ``since``
+        (the zero time: any), whichever are fewer; as one chunk (1000 lines,
+        1 MiB: ``More`` says when LogsFrom must give the rest), with the
+        cursor to follow from.
+
+        Raises:
+            NotFound: no such container.
+        """
+        await self._get(namespace, container_id)
+        path = self.ops.paths.log_file(namespace, container_id)
+        since_ns = 0 if since == GO_ZERO_TIME else max(1, since.to_unix_nano())
+        chunk = await trio.to_thread.run_sync(read_tail, path, lines, since_ns)
+        return _log_chunk(chunk)
+
+
+def _log_chunk(chunk: Chunk) -> LogChunk:
+    return LogChunk(
+        lines=[
+            LogLine(
+                text=record.text.decode("utf-8", "surrogateescape"),
+                time=GO_ZERO_TIME if record.time_ns is None else go_time(record.time_ns),
+                stream=record.stream,
+                partial=record.partial,
+            )
+            for record in chunk.records
+        ],
+        cursor=str(chunk.cursor),
+        more=chunk.more,
+        lost=chunk.lost,
+        reset=chunk.reset,
+    )
 
 
 def _quoted(result: ExecResult) -> str:
