@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,6 +34,11 @@ from .zbus.gotypes import ArgumentTypeError
 from .zbus.transport import parse_broker_url
 
 Output = Callable[[Any], None]
+
+#: exec's exit codes of its own, as docker exec's and timeout(1)'s: the
+#: daemon (or the command line) failed; the process ran past --timeout.
+EXEC_FAILED = 125
+EXEC_TIMED_OUT = 124
 
 
 class UsageError(Exception):
@@ -219,7 +224,9 @@ async def cmd_ns(contd: ContainerClient, args: argparse.Namespace, out: Output) 
     out(names if args.json else "\n".join(names))
 
 
-async def cmd_exec(contd: ContainerClient, args: argparse.Namespace, out: Output) -> None:
+async def cmd_exec(contd: ContainerClient, args: argparse.Namespace, out: Output) -> int:
+    """Run the command in the container; its stdout and stderr become ours,
+    its exit code our exit code (124 when it ran past ``--timeout``)."""
     command = args.argv
     if not command:
         raise UsageError("exec needs a command after --")
@@ -227,9 +234,25 @@ async def cmd_exec(contd: ContainerClient, args: argparse.Namespace, out: Output
         timeout = parse_duration(args.timeout)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    await contd.exec_process(args.namespace, args.id, *command, timeout=timeout)
+    result = await contd.exec_output(args.namespace, args.id, *command, timeout=timeout)
     if args.json:
-        out({"ExitStatus": 0})
+        out(plain(result))
+    else:
+        sys.stdout.buffer.write(result.stdout)
+        sys.stdout.buffer.flush()
+        sys.stderr.buffer.write(result.stderr)
+        for name, kept, cut in (
+            ("stdout", result.stdout, result.stdout_truncated),
+            ("stderr", result.stderr, result.stderr_truncated),
+        ):
+            if cut:
+                sys.stderr.write(f"contdctl: exec: only the last {len(kept)} bytes of its {name} were kept\n")
+        if result.timed_out:
+            sys.stderr.write(f"contdctl: exec: timed out after {args.timeout}; the process was killed\n")
+        sys.stderr.flush()
+    if result.timed_out:
+        return EXEC_TIMED_OUT
+    return result.exit_code if 0 <= result.exit_code <= 255 else 255
 
 
 async def cmd_logs(contd: ContainerClient, args: argparse.Namespace, out: Output) -> None:
@@ -321,7 +344,9 @@ async def cmd_events(contd: ContainerClient, args: argparse.Namespace, out: Outp
             out(plain(event) if args.json else describe_event(event))
 
 
-COMMANDS = {
+Command = Callable[[ContainerClient, argparse.Namespace, Output], Awaitable[int | None]]
+
+COMMANDS: dict[str, Command] = {
     "run": cmd_run,
     "inspect": cmd_inspect,
     "delete": cmd_delete,
@@ -400,8 +425,8 @@ async def run_command(args: argparse.Namespace) -> int:
 
     async with open_client(args.broker) as bus:
         contd = ContainerClient(bus, timeout=args.call_timeout)
-        await COMMANDS[args.command](contd, args, out)
-    return 0
+        code = await COMMANDS[args.command](contd, args, out)
+    return code or 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,10 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         return runtime.run(run_command, args)
     except UsageError as exc:
         print(f"contdctl: {exc}", file=sys.stderr)
-        return 2
+        return EXEC_FAILED if args.command == "exec" else 2
     except ZbusError as exc:
         print(f"contdctl: {exc}", file=sys.stderr)
-        return 1
+        return EXEC_FAILED if args.command == "exec" else 1
     except KeyboardInterrupt:
         return 130
 
