@@ -16,7 +16,7 @@ from ..config import DEFAULT_BROKER
 from ..zbus.client import Client, EventStream
 from ..zbus.codec import GO_ZERO_TIME
 from .service import EVENTS, MODULE, OBJECT
-from .types import Container, ExecOutput, LogChunk
+from .types import Container, ContainerStats, ExecOutput, LogChunk
 
 #: How long a client waits for an answer by default: the daemon's own 300 s
 #: deadline, plus a margin for its answer to arrive.
@@ -113,6 +113,9 @@ class ContainerClient:
         """The last ``lines`` lines (< 0: all kept), or those since ``since``."""
         value = await self._call("LogsTail", namespace, container_id, lines, since, timeout=timeout)
         return LogChunk.from_go(value)
+
+    async def stats(self, namespace: str, container_id: str) -> ContainerStats:
+        return ContainerStats.from_go(await self._call("Stats", namespace, container_id))
 
     def events(self) -> Events:
         """The module's events (maps with Namespace, ID, Kind, ExitStatus, Pid,

@@ -14,6 +14,7 @@ import logging
 import shlex
 import signal
 from dataclasses import replace
+from pathlib import Path
 
 import msgpack
 import trio
@@ -28,7 +29,8 @@ from . import labels
 from .exec_runner import OUTPUT_LIMIT, ExecResult, ExecRunner
 from .logstream import CHUNK_LINES, MAX_CHUNK_LINES, Chunk, CursorError, last_lines, read_after, read_tail
 from .operations import ERROR_OUTPUT_LINES, ContainerOps
-from .types import Container, ExecOutput, LogChunk, LogLine, TaskState, go_time
+from .stats import CGROUP_ROOT, read_cgroup
+from .types import Container, ContainerStats, ExecOutput, LogChunk, LogLine, TaskState, go_time
 from .untrusted import check_args, check_text
 from .validate import HostView, prepare_run, validate_identifier
 
@@ -49,12 +51,16 @@ class ContainerModule:
         ops: the container operations (containerd, files, locks, stats).
         host: what validation may look at (rootfs, netns, mount sources).
         execs: runs exec processes.
+        cgroup_root: where the containers' cgroups are (Stats reads them).
     """
 
-    def __init__(self, ops: ContainerOps, host: HostView, execs: ExecRunner) -> None:
+    def __init__(
+        self, ops: ContainerOps, host: HostView, execs: ExecRunner, cgroup_root: Path = CGROUP_ROOT
+    ) -> None:
         self.ops = ops
         self.host = host
         self.execs = execs
+        self.cgroup_root = cgroup_root
 
     # -- Run -------------------------------------------------------------------------------
 
@@ -308,6 +314,29 @@ class ContainerModule:
         since_ns = 0 if since == GO_ZERO_TIME else max(1, since.to_unix_nano())
         chunk = await trio.to_thread.run_sync(read_tail, path, lines, since_ns)
         return _log_chunk(chunk)
+
+    # -- Stats -----------------------------------------------------------------------------------------
+
+    async def stats(self, namespace: str, container_id: str) -> ContainerStats:
+        """The container's metrics now, read from its cgroup (v1 or v2).
+
+        Raises:
+            NotFound: no such container.
+            FailedPrecondition: it has no task now (stopped, given up, or
+                between a crash and its restart).
+        """
+        await self._get(namespace, container_id)
+        metrics = await trio.to_thread.run_sync(read_cgroup, namespace, container_id, self.cgroup_root)
+        if metrics is None:
+            raise FailedPrecondition(f"container {container_id} in namespace {namespace} is not running")
+        return ContainerStats(
+            time=go_time(metrics.time_ns),
+            memory_usage=metrics.memory_usage,
+            memory_limit=metrics.memory_limit,
+            memory_cache=metrics.memory_cache,
+            cpu_usage=metrics.cpu_usage_ns,
+            pids=metrics.pids,
+        )
 
 
 def _log_chunk(chunk: Chunk) -> LogChunk:

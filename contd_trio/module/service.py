@@ -13,7 +13,7 @@ from typing import Any
 from ..zbus import ObjectID, gotypes
 from ..zbus.dispatch import Method
 from .container import ContainerModule
-from .types import CONTAINER, CONTAINER_ID, EXEC_OUTPUT, LOG_CHUNK
+from .types import CONTAINER, CONTAINER_ID, CONTAINER_STATS, EXEC_OUTPUT, LOG_CHUNK
 
 MODULE = "container"
 OBJECT = ObjectID("container", "0.0.1")
@@ -67,4 +67,6 @@ def container_methods(module: ContainerModule) -> dict[str, Method]:
         "LogsTail": Method(
             module.logs_tail, params=(S, S, gotypes.INT, gotypes.TIME), results=(LOG_CHUNK,), describe=_ns_id
         ),
+        # Stats(ns, containerID string) (ContainerStats, error)
+        "Stats": Method(module.stats, params=(S, S), results=(CONTAINER_STATS,), describe=_ns_id),
     }
