@@ -10,6 +10,7 @@ an error (its text on stderr), 2 for a bad command line.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -22,14 +23,14 @@ import msgpack
 import trio
 
 from . import runtime
-from .config import DEFAULT_ROOT, parse_duration, parse_size
+from .config import parse_duration, parse_size
 from .module.client import ContainerClient, add_client_flags
-from .module.logfiles import rotated
 from .module.service import MODULE
-from .module.types import Container, MountInfo, NetworkInfo
+from .module.types import Container, ContainerStats, LogChunk, MountInfo, NetworkInfo
+from .taskgroups import open_nursery
 from .zbus import codec
 from .zbus.client import open_client
-from .zbus.errors import ZbusError
+from .zbus.errors import BusUnavailable, CallError, RequestTimedOut, ZbusError
 from .zbus.gotypes import ArgumentTypeError
 from .zbus.transport import parse_broker_url
 
@@ -68,6 +69,15 @@ def plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
+
+
+def nano_time(value: msgpack.Timestamp) -> str | None:
+    """A time as RFC 3339 with nanoseconds (Go's RFC3339Nano, trailing
+    zeros kept so that lines align); None for Go's zero time."""
+    if value == codec.GO_ZERO_TIME:
+        return None
+    seconds = value.to_datetime().strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{seconds}.{value.nanoseconds:09d}Z"
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -121,12 +131,15 @@ def describe_event(event: dict[str, Any]) -> str:
 
 
 def container_from_flags(args: argparse.Namespace) -> Container:
+    """A Container from run's flags; host paths (``--rootfs``, ``--mount``
+    sources) are taken from the caller's directory, as docker does with
+    ``-v ./dir:/x``: the daemon needs them absolute."""
     mounts = []
     for spec in args.mount:
         source, sep, target = spec.partition(":")
         if not sep or not source or not target:
             raise UsageError(f"--mount {spec!r}: expecting SRC:DST")
-        mounts.append(MountInfo(source, target))
+        mounts.append(MountInfo(from_here(source), target))
     for entry in args.env:
         if "=" not in entry:
             raise UsageError(f"--env {entry!r}: expecting KEY=VALUE")
@@ -139,7 +152,7 @@ def container_from_flags(args: argparse.Namespace) -> Container:
         raise UsageError("run needs --name and --rootfs (or --file)")
     return Container(
         name=args.name,
-        rootfs=args.rootfs,
+        rootfs=from_here(args.rootfs),
         env=list(args.env),
         working_dir=args.workdir or "",
         network=NetworkInfo(args.netns or ""),
@@ -155,7 +168,8 @@ def container_from_flags(args: argparse.Namespace) -> Container:
 
 def container_from_file(path: str) -> Container:
     """A Container value in JSON or TOML, keyed by Go field names; durations
-    may be written ``"5s"``, sizes ``"256M"``."""
+    may be written ``"5s"``, sizes ``"256M"``; a relative ``RootFS`` or bind
+    mount ``Source`` is taken from the file's directory."""
     try:
         text = Path(path).read_text()
         value = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
@@ -169,9 +183,24 @@ def container_from_file(path: str) -> Container:
             value["ShutdownTimeout"] = int(parse_duration(value["ShutdownTimeout"]) * 1e9)
         if isinstance(value.get("Memory"), str):
             value["Memory"] = parse_size(value["Memory"])
-        return Container.from_go(value)
+        container = Container.from_go(value)
     except (ValueError, ArgumentTypeError) as exc:
         raise UsageError(f"--file {path}: {exc}") from None
+    # Host paths in the file are relative to the file, as in a compose file.
+    here = os.path.dirname(os.path.abspath(path))
+    container.rootfs = from_here(container.rootfs, here)
+    for mount in container.mounts or ():
+        if mount.type in ("", "bind"):
+            mount.source = from_here(mount.source, here)
+    return container
+
+
+def from_here(path: str, directory: str = "") -> str:
+    """A relative host path made absolute from ``directory`` (the current
+    one by default); an absolute (or empty) one is sent as it was written."""
+    if not path or os.path.isabs(path):
+        return path
+    return os.path.abspath(os.path.join(directory or os.getcwd(), path))
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -256,70 +285,218 @@ async def cmd_exec(contd: ContainerClient, args: argparse.Namespace, out: Output
 
 
 async def cmd_logs(contd: ContainerClient, args: argparse.Namespace, out: Output) -> None:
-    text = await contd.logs(args.namespace, args.id)
-    if args.json and not args.follow:
-        out({"Logs": text})
-        return
-    if text:
-        sys.stdout.write(text if not args.json else json.dumps({"Line": text}) + "\n")
-        sys.stdout.flush()
+    """Print the container's output (stdout lines to stdout, stderr lines to
+    stderr, as docker logs), then, with --follow, what it writes next until
+    it is deleted. Everything goes through the daemon: a cursor says where
+    each next read continues, so nothing is printed twice or skipped
+    silently, across rotations and restarts of the container or the daemon."""
+    lines = parse_tail(args.tail)
+    since = parse_since(args.since) if args.since else codec.GO_ZERO_TIME
+    chunk = await contd.logs_tail(args.namespace, args.id, lines, since)
+    print_chunk(chunk, args)
+    while chunk.more:
+        chunk = await contd.logs_from(args.namespace, args.id, chunk.cursor)
+        print_chunk(chunk, args)
     if args.follow:
-        await follow_logs(contd, args)
+        await follow_logs(contd, args, chunk.cursor)
 
 
-async def follow_logs(contd: ContainerClient, args: argparse.Namespace) -> None:
-    """Print new lines as the log file grows (across rotations) until the
-    container is deleted (its ``deleted`` event) or Ctrl-C."""
-    path = Path(args.root) / "logs" / args.namespace / f"{args.id}.log"
-    if not path.parent.is_dir():
-        raise UsageError(f"logs --follow reads {path}: pass --root as the daemon's -root")
-    async with contd.events() as events, trio.open_nursery() as nursery:
-
-        async def until_deleted() -> None:
-            async for event in events:
-                if (
-                    event.get("Namespace") == args.namespace
-                    and event.get("ID") == args.id
-                    and event.get("Kind") == "deleted"
-                ):
-                    await trio.sleep(0.3)  # the last lines
-                    nursery.cancel_scope.cancel()
-
-        nursery.start_soon(until_deleted)
-        position = path.stat().st_size if path.exists() else 0
-        inode = path.stat().st_ino if path.exists() else None
-        while True:
-            await trio.sleep(0.2)
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            if stat.st_ino != inode:
-                # Rotated: finish the old file, then start the new one at its beginning.
-                old = rotated(path)
-                if inode is not None and old.exists() and old.stat().st_ino == inode:
-                    emit(old.read_bytes()[position:], args.json)
-                inode, position = stat.st_ino, 0
-            if stat.st_size > position:
-                chunk = await trio.to_thread.run_sync(_read_from, path, position)
-                position += len(chunk)
-                emit(chunk, args.json)
+#: How often a follower asks for new lines: soon after lines came, then
+#: less and less often while none come.
+FOLLOW_FIRST, FOLLOW_IDLE = 0.1, 1.0
+#: How long a follower waits for one answer before asking again (the daemon
+#: may be restarting: the cursor makes asking again harmless).
+FOLLOW_CALL_TIMEOUT = 10.0
 
 
-def _read_from(path: Path, position: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(position)
-        return f.read()
+async def follow_logs(contd: ContainerClient, args: argparse.Namespace, cursor: str) -> None:
+    """Print new lines as they come, until the container is deleted (or Ctrl-C)."""
+    delay = FOLLOW_FIRST
+    while True:
+        try:
+            chunk = await contd.logs_from(args.namespace, args.id, cursor, timeout=FOLLOW_CALL_TIMEOUT)
+        except CallError as exc:
+            if is_not_found(exc):
+                return  # deleted: nothing more will come
+            raise
+        except (RequestTimedOut, BusUnavailable):
+            await trio.sleep(FOLLOW_IDLE)  # the daemon or Redis is restarting: ask again
+            continue
+        print_chunk(chunk, args)
+        cursor = chunk.cursor
+        if chunk.more:
+            continue
+        delay = FOLLOW_FIRST if chunk.lines else min(delay * 1.5, FOLLOW_IDLE)
+        await trio.sleep(delay)
 
 
-def emit(chunk: bytes, as_json: bool) -> None:
-    text = chunk.decode("utf-8", "replace")
-    if as_json:
-        for line in text.splitlines():
-            sys.stdout.write(json.dumps({"Line": line}) + "\n")
-    else:
-        sys.stdout.write(text)
+def is_not_found(error: CallError) -> bool:
+    return " not found in namespace " in str(error)
+
+
+def parse_tail(text: str) -> int:
+    if text == "all":
+        return -1
+    if not text.isdigit():
+        raise UsageError(f"--tail {text!r}: expecting a number of lines or 'all'")
+    return int(text)
+
+
+def parse_since(text: str, now: datetime.datetime | None = None) -> msgpack.Timestamp:
+    """``--since``: an RFC 3339 time (local time when it has no zone), or a
+    duration before now (``10m``, ``1h30m``)."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    try:
+        return codec.timestamp_from_datetime(now - datetime.timedelta(seconds=parse_duration(text)))
+    except (ValueError, OverflowError):
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r}: expecting a time (2026-11-28T22:52:00Z) or a duration ago (10m)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return codec.timestamp_from_datetime(when)
+
+
+def print_chunk(chunk: LogChunk, args: argparse.Namespace) -> None:
+    if chunk.reset:
+        note("the log started again (the container was made again, or its log files removed)")
+    if chunk.lost:
+        note(f"{chunk.lost} bytes of output were rotated away before they could be read")
+    for line in chunk.lines:
+        if args.json:
+            record = {
+                "Time": plain(line.time),
+                "Stream": line.stream,
+                "Line": plain(line.text.encode("utf-8", "surrogateescape")),
+            }
+            if line.partial:
+                record["Partial"] = True
+            sys.stdout.write(json.dumps(record) + "\n")
+            continue
+        target = sys.stderr if line.stream == "stderr" else sys.stdout
+        text = line.text.encode("utf-8", "surrogateescape") + (b"" if line.partial else b"\n")
+        if args.timestamps:
+            text = (nano_time(line.time) or "-").encode() + b" " + text
+        target.flush()
+        target.buffer.write(text)
     sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def note(text: str) -> None:
+    sys.stderr.write(f"contdctl: {text}\n")
+    sys.stderr.flush()
+
+
+async def cmd_stats(contd: ContainerClient, args: argparse.Namespace, out: Output) -> None:
+    """A refreshing table of CPU, memory and PIDs, as nerdctl stats; the
+    CPU percentage is the CPU time used between two samples over the time
+    between them (100% is one CPU busy)."""
+    previous: dict[str, ContainerStats] = {}
+    while True:
+        ids = args.ids or await contd.list_containers(args.namespace)
+        samples = await sample_stats(contd, args.namespace, ids, must_exist=bool(args.ids))
+        if not previous:
+            # The CPU percentage needs two samples.
+            previous = samples
+            await trio.sleep(STATS_INTERVAL)
+            samples = await sample_stats(contd, args.namespace, ids, must_exist=bool(args.ids))
+        rows = [stats_row(cid, samples.get(cid), previous.get(cid)) for cid in ids]
+        if not args.ids:
+            rows = [row for row in rows if row["Running"]]
+        if args.json:
+            for row in rows:
+                out(row)
+        else:
+            if sys.stdout.isatty() and not args.no_stream:
+                sys.stdout.write("\033[2J\033[H")  # clear the screen, as nerdctl stats does
+            out(stats_table(rows))
+        if args.no_stream:
+            return
+        previous = {**previous, **samples}
+        await trio.sleep(STATS_INTERVAL)
+
+
+STATS_INTERVAL = 1.0
+
+
+async def sample_stats(
+    contd: ContainerClient, namespace: str, ids: Sequence[str], *, must_exist: bool
+) -> dict[str, ContainerStats]:
+    """The stats of every container that runs now (asked all at once)."""
+    samples: dict[str, ContainerStats] = {}
+
+    async def one(container_id: str) -> None:
+        try:
+            samples[container_id] = await contd.stats(namespace, container_id)
+        except CallError as exc:
+            if must_exist and is_not_found(exc):
+                raise
+            # Not running (or gone) just now: no row, or an empty one.
+
+    async with open_nursery() as nursery:
+        for container_id in ids:
+            nursery.start_soon(one, container_id)
+    return samples
+
+
+def stats_row(container_id: str, now: ContainerStats | None, before: ContainerStats | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"ID": container_id, "Running": now is not None}
+    if now is None:
+        return row
+    cpu = None
+    if before is not None:
+        elapsed = now.time.to_unix_nano() - before.time.to_unix_nano()
+        if elapsed > 0:
+            cpu = max(0.0, (now.cpu_usage - before.cpu_usage) / elapsed * 100)
+    row.update(
+        {
+            "Time": nano_time(now.time),
+            "CPUPercent": None if cpu is None else round(cpu, 2),
+            "CPUUsage": now.cpu_usage,
+            "MemoryUsage": now.memory_usage,
+            "MemoryLimit": now.memory_limit,
+            "MemoryCache": now.memory_cache,
+            "MemoryPercent": round(now.memory_usage / now.memory_limit * 100, 2)
+            if now.memory_limit
+            else None,
+            "Pids": now.pids,
+        }
+    )
+    return row
+
+
+def stats_table(rows: list[dict[str, Any]]) -> str:
+    cells = []
+    for row in rows:
+        if not row["Running"]:
+            cells.append((row["ID"], "-", "-", "-", "-"))
+            continue
+        limit = human_size(row["MemoryLimit"]) if row["MemoryLimit"] else "no limit"
+        cells.append(
+            (
+                row["ID"],
+                "-" if row["CPUPercent"] is None else f"{row['CPUPercent']:.2f}%",
+                f"{human_size(row['MemoryUsage'])} / {limit}",
+                "-" if row["MemoryPercent"] is None else f"{row['MemoryPercent']:.2f}%",
+                row["Pids"],
+            )
+        )
+    return table(cells, ("ID", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"))
+
+
+def human_size(size: int) -> str:
+    """Bytes as docker and nerdctl write them: 1.953MiB, 64MiB, 512KiB."""
+    value, unit = float(size), "B"
+    for next_unit in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, next_unit
+    return f"{value:.4g}{unit}"
 
 
 async def cmd_status(contd: ContainerClient, args: argparse.Namespace, out: Output) -> None:
@@ -355,6 +532,7 @@ COMMANDS: dict[str, Command] = {
     "ns": cmd_ns,
     "exec": cmd_exec,
     "logs": cmd_logs,
+    "stats": cmd_stats,
     "status": cmd_status,
     "events": cmd_events,
 }
@@ -402,15 +580,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("id")
     ex.add_argument("--timeout", default="10s", help="the command's timeout (default %(default)s)")
     ex.add_argument("argv", nargs="*", metavar="ARGS", help="the command, after --")
-    lg = sub.add_parser("logs", parents=[common], help="the last 100 lines of output")
+    lg = sub.add_parser("logs", parents=[common], help="a container's output (stdout and stderr apart)")
     lg.add_argument("namespace")
     lg.add_argument("id")
     lg.add_argument("--follow", "-f", action="store_true", help="then print new lines until it is deleted")
-    lg.add_argument(
-        "--root",
-        default=os.environ.get("CONTD_ROOT", str(DEFAULT_ROOT)),
-        help="the daemon's -root, whose log files --follow reads (default: $CONTD_ROOT or %(default)s)",
-    )
+    lg.add_argument("--tail", "-n", default="all", help="only the last N lines (default: all kept)")
+    lg.add_argument("--since", help="only lines since a time (2026-11-28T22:52:00Z) or a duration ago (10m)")
+    lg.add_argument("--timestamps", "-t", action="store_true", help="show when each line was written")
+    st = sub.add_parser("stats", parents=[common], help="CPU, memory and PIDs of running containers")
+    st.add_argument("namespace")
+    st.add_argument("ids", nargs="*", metavar="ID", help="these containers only (default: every running one)")
+    st.add_argument("--no-stream", action="store_true", help="print one sample and leave")
     sub.add_parser("status", parents=[common], help="the zbus status: objects, workers and what they do")
     ev = sub.add_parser("events", parents=[common], help="follow the container events")
     ev.add_argument("--ns", help="only this namespace")
