@@ -23,6 +23,7 @@ import code
 import contextlib
 import contextvars
 import inspect
+import signal
 import sys
 import threading
 import traceback
@@ -131,8 +132,19 @@ class TrioThread:
                 done.set()
 
         nursery = self._nursery
-        trio.from_thread.run_sync(lambda: self._context.run(nursery.start_soon, job), trio_token=self._token)
-        cancel = False
+        # Ctrl-C is held back while the job is handed over (it must not be
+        # lost between being started and being waited for), then cancels it.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            trio.from_thread.run_sync(
+                lambda: self._context.run(nursery.start_soon, job), trio_token=self._token
+            )
+        finally:
+            cancel = False
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            except KeyboardInterrupt:
+                cancel = True
         while not done.is_set():
             try:
                 if cancel:

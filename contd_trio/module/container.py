@@ -326,9 +326,17 @@ class ContainerModule:
                 between a crash and its restart).
         """
         await self._get(namespace, container_id)
+        not_running = FailedPrecondition(f"container {container_id} in namespace {namespace} is not running")
+        try:
+            state = await self.ops.containerd.get_process(namespace, container_id)
+        except NotFound:
+            raise not_running from None
+        # A stopped task keeps its cgroup until it is deleted: its figures would say nothing.
+        if state.status not in ("running", "paused", "pausing"):
+            raise not_running
         metrics = await trio.to_thread.run_sync(read_cgroup, namespace, container_id, self.cgroup_root)
         if metrics is None:
-            raise FailedPrecondition(f"container {container_id} in namespace {namespace} is not running")
+            raise not_running
         return ContainerStats(
             time=go_time(metrics.time_ns),
             memory_usage=metrics.memory_usage,
