@@ -10,9 +10,11 @@ Layering, from the bottom up (a module only imports from layers below it):
   out of them. ``runtime`` runs a Trio main with the bridge, for every
   program of the package (``tests/unit/test_layers.py`` checks all this).
 * ``zbus.server``, ``zbus.client``, ``containerd.client``: plain Trio services
-  built on those two adapters.
-* ``module``: the container module (orchestration) and its supervision.
-* ``app`` and ``cli``: the daemon's nursery and its command line.
+  built on those two adapters. ``zbus`` and ``containerd`` know nothing of
+  the module, nor of each other.
+* ``module``: the container module: the RPC facade (``container``), the
+  operations it shares with supervision (``operations``), supervision.
+* ``app``, ``cli``, ``ctl``, ``repl``: the daemon's nursery and the programs.
 """
 
 __version__ = "0.1.0"

@@ -6,15 +6,17 @@ same request always gives the same bytes and every field can be tested.
 
 :func:`default_spec` is containerd's default Linux spec (``oci/spec.go``
 ``populateDefaultUnixSpec`` and ``oci/mounts.go``). :func:`build_spec`
-applies 0-OS's additions on top of it, in the order 0-OS's ``Run`` applied
-its ``SpecOpts``, plus the seccomp profile containerd's ``WithDefaultProfile``
-would add (``containerd.seccomp``), which 0-OS never applied. A spec alone
-cannot say what was *asked* (the entrypoint string of an interactive
-container, the log and stats backends, which mounts are the user's), so
-:func:`build_spec` also writes ``contd.*`` annotations, and
-:func:`read_spec` (Inspect) reads them back instead of guessing as 0-OS did
-(it reported the resolv.conf and corex binds as user mounts and Interactive
-as always false).
+applies 0-OS's additions on top of it for a :class:`SpecRequest`, in the
+order 0-OS's ``Run`` applied its ``SpecOpts``, plus the seccomp profile
+containerd's ``WithDefaultProfile`` would add (``containerd.seccomp``), which
+0-OS never applied. :func:`read_spec` gives back what a spec says, as a
+:class:`SpecSummary`, from any spec (ours, 0-OS's Go daemon's, ``ctr``'s).
+
+This layer knows nothing of the container module or the bus: requests and
+summaries are plain values, and annotations are opaque strings that
+:func:`build_spec` writes and :func:`read_spec` hands back. What they mean
+(what a spec cannot say, such as the entrypoint as asked or the log
+backends) is the module's (``module.spec_mapping``).
 """
 
 from __future__ import annotations
@@ -22,13 +24,10 @@ from __future__ import annotations
 import copy
 import json
 import posixpath
-import shlex
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from ..module.types import Container, Logs, MountInfo, NetworkInfo, Stats
-from ..zbus.gotypes import ArgumentTypeError
 from .seccomp import seccomp_profile
 
 #: ``Any.type_url`` of a container spec (Containers.Create) and of an exec
@@ -117,22 +116,7 @@ FUSE_MINOR = 229
 FUSE_FILE_MODE = 0o666
 ELEVATED_CAPABILITY = "CAP_SYS_ADMIN"
 
-#: 0-OS's own annotation (Delete reads it): decimal nanoseconds.
-ANNOTATION_SHUTDOWN_TIMEOUT = "shutdown_timeout"
-#: Ours, so Inspect gives back what was asked, not what a spec can express.
-ANNOTATION_PREFIX = "contd."
-ANNOTATION_ENTRYPOINT = ANNOTATION_PREFIX + "entrypoint"
-ANNOTATION_INTERACTIVE = ANNOTATION_PREFIX + "interactive"
-ANNOTATION_MOUNTS = ANNOTATION_PREFIX + "mounts"
-ANNOTATION_LOGS = ANNOTATION_PREFIX + "logs"
-ANNOTATION_STATS = ANNOTATION_PREFIX + "stats"
-ANNOTATION_WORKDIR = ANNOTATION_PREFIX + "workdir"
-
-T = TypeVar("T")
-
 _BIND = "bind"
-_DEFAULT_BIND_OPTIONS = ("rbind",)
-_BIND_FLAGS = frozenset({"bind", "rbind"})
 
 
 @dataclass(frozen=True)
@@ -157,6 +141,82 @@ class HostFacts:
     daemon_root: str = "/var/cache/modules/containerd"
     #: The zbus broker's unix socket; empty when it listens on TCP.
     broker_socket: str = ""
+
+
+@dataclass(frozen=True)
+class SpecMount:
+    """A mount of the spec: ``source`` at ``target`` in the container, a
+    filesystem of ``type`` (``bind`` for a bind mount) with ``options``."""
+
+    source: str
+    target: str
+    type: str
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SpecRequest:
+    """What :func:`build_spec` writes into containerd's default spec.
+
+    The values are final: checked and completed by the caller (defaults
+    filled in, ``args`` the split command, ``env`` the whole environment,
+    mounts with their type and options). The builder decides nothing about
+    validity; it only writes.
+    """
+
+    namespace: str
+    #: With ``namespace``, the cgroups path ``/<namespace>/<container_id>``.
+    container_id: str
+    #: The host directory that is the container's root.
+    rootfs: str
+    #: The process; ignored when ``interactive``.
+    args: tuple[str, ...]
+    #: The process's environment; containerd's PATH goes first unless it names one.
+    env: tuple[str, ...]
+    #: The process's working directory; "" is "/".
+    cwd: str
+    #: The network namespace: a name under ``HostFacts.netns_dir``, or an absolute path.
+    netns: str
+    #: Mounted after containerd's defaults and the host's resolv.conf, in order, as given.
+    mounts: tuple[SpecMount, ...] = ()
+    #: Bytes; 0 sets no limit.
+    memory: int = 0
+    #: CPUs, as a CFS quota of this many periods; 0 sets none.
+    cpu: int = 0
+    rootfs_propagation: str = ""
+    #: CAP_SYS_ADMIN, /dev/fuse, and the seccomp calls that go with the capability.
+    elevated: bool = False
+    #: The process is corex, bound read-only from the host at /corex.
+    interactive: bool = False
+    #: Written as they are; the spec's only record of what a caller wants kept.
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SpecSummary:
+    """What a spec says, as :func:`read_spec` finds it: zero values where
+    it says nothing (or something unreadable)."""
+
+    rootfs: str = ""
+    args: tuple[str, ...] = ()
+    #: None when the spec has no env list at all.
+    env: tuple[str, ...] | None = None
+    #: As written: "" when the spec names none.
+    cwd: str = ""
+    #: The last element of the network namespace's path.
+    netns: str = ""
+    #: The bind mounts, minus the two the daemon adds itself (resolv.conf and corex).
+    mounts: tuple[SpecMount, ...] = ()
+    memory: int = 0
+    #: The CFS quota in whole periods.
+    cpu: int = 0
+    rootfs_propagation: str = ""
+    #: The process holds CAP_SYS_ADMIN.
+    elevated: bool = False
+    #: The process is corex (by its args: the spec has no other sign).
+    interactive: bool = False
+    #: The string-valued annotations.
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 def _mount(destination: str, type_: str, source: str, options: Iterable[str]) -> dict[str, Any]:
@@ -203,68 +263,31 @@ def effective_env(env: Iterable[str] | None) -> list[str]:
     return [f"PATH={DEFAULT_PATH}", *entries]
 
 
-def effective_mount(mount: MountInfo) -> MountInfo:
-    """A user mount as it is mounted: a recursive bind unless the request
-    names its type (the seed's ``Type``) or options.
-
-    A bind whose options name neither ``bind`` nor ``rbind`` (``["ro"]``,
-    say) gets ``rbind`` first: without one runc would hand the type "bind"
-    to mount(2) as a filesystem name and fail.
-    """
-    type_ = mount.type or _BIND
-    options = list(mount.options or ())
-    if type_ == _BIND and not _BIND_FLAGS.intersection(options):
-        options = [*_DEFAULT_BIND_OPTIONS, *options]
-    return MountInfo(source=mount.source, target=mount.target, type=type_, options=options)
-
-
-def _mount_json(mount: MountInfo) -> dict[str, Any]:
-    return {"source": mount.source, "target": mount.target, "type": mount.type, "options": mount.options}
-
-
-def build_spec(
-    namespace: str, container: Container, args: list[str], env: list[str], cwd: str, host: HostFacts
-) -> dict[str, Any]:
-    """The spec of ``container``: containerd's default plus 0-OS's additions
-    and the default seccomp profile (widened by CAP_SYS_ADMIN when Elevated).
-
-    The values are already normalised and validated (``module.validate``
-    does that): defaults are filled in, ``args`` is the split entrypoint,
-    ``env`` the merged environment, ``cwd`` never empty. This function
-    decides nothing about validity; it only writes. ``args`` is ignored for
-    an interactive container, which runs corex.
-    """
-    spec = default_spec(namespace, container.name)
+def build_spec(request: SpecRequest, host: HostFacts) -> dict[str, Any]:
+    """The spec of ``request``: containerd's default plus 0-OS's additions
+    and the default seccomp profile (widened by CAP_SYS_ADMIN when elevated)."""
+    spec = default_spec(request.namespace, request.container_id)
     process = spec["process"]
     linux = spec["linux"]
     resources = linux["resources"]
     mounts: list[dict[str, Any]] = spec["mounts"]
-    user_mounts = [effective_mount(m) for m in container.mounts or ()]
 
-    spec["root"] = {"path": container.rootfs}
-    process["env"] = effective_env(env)
+    spec["root"] = {"path": request.rootfs}
+    process["env"] = effective_env(request.env)
     mounts.append(_mount(RESOLV_CONF_TARGET, _BIND, host.resolv_conf, ("rbind", "ro")))
-    spec["annotations"] = {
-        ANNOTATION_SHUTDOWN_TIMEOUT: str(container.shutdown_timeout_ns),
-        ANNOTATION_ENTRYPOINT: container.entrypoint,
-        ANNOTATION_INTERACTIVE: "true" if container.interactive else "false",
-        ANNOTATION_WORKDIR: container.working_dir,
-        ANNOTATION_MOUNTS: _dumps([_mount_json(m) for m in user_mounts]),
-        ANNOTATION_LOGS: _dumps([entry.to_go() for entry in container.logs or ()]),
-        ANNOTATION_STATS: _dumps([entry.to_go() for entry in container.stats or ()]),
-    }
+    spec["annotations"] = dict(request.annotations)
     # 0-OS drops containerd's tmpfs /run: what the rootfs has at /run stays visible.
     spec["mounts"] = mounts = [m for m in mounts if m["destination"] != "/run"]
-    netns = {"type": "network", "path": posixpath.join(host.netns_dir, container.network.namespace)}
+    netns = {"type": "network", "path": posixpath.join(host.netns_dir, request.netns)}
     linux["namespaces"] = [netns if ns["type"] == "network" else ns for ns in linux["namespaces"]]
-    mounts.extend(_mount(m.target, m.type, m.source, m.options or ()) for m in user_mounts)
-    if container.memory > 0:
-        resources["memory"] = {"limit": container.memory}
-    if container.cpu > 0:
-        resources["cpu"] = {"quota": CPU_PERIOD * container.cpu, "period": CPU_PERIOD}
-    if container.rootfs_propagation:
-        linux["rootfsPropagation"] = container.rootfs_propagation
-    if container.elevated:
+    mounts.extend(_mount(m.target, m.type, m.source, m.options) for m in request.mounts)
+    if request.memory > 0:
+        resources["memory"] = {"limit": request.memory}
+    if request.cpu > 0:
+        resources["cpu"] = {"quota": CPU_PERIOD * request.cpu, "period": CPU_PERIOD}
+    if request.rootfs_propagation:
+        linux["rootfsPropagation"] = request.rootfs_propagation
+    if request.elevated:
         for name in ("bounding", "effective", "permitted"):
             caps = process["capabilities"][name]
             if ELEVATED_CAPABILITY not in caps:
@@ -285,17 +308,13 @@ def build_spec(
         )
     # After the capabilities are final: the profile widens with them.
     linux["seccomp"] = seccomp_profile(process["capabilities"]["bounding"], host.machine)
-    process["cwd"] = cwd or "/"
-    if container.interactive:
+    process["cwd"] = request.cwd or "/"
+    if request.interactive:
         mounts.append(_mount(COREX_TARGET, _BIND, host.corex_path, ("rbind", "ro")))
         process["args"] = list(COREX_ARGS)
     else:
-        process["args"] = list(args)
+        process["args"] = list(request.args)
     return spec
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 # ---------------------------------------------------------------- read_spec
@@ -323,102 +342,55 @@ def _strings(value: Any) -> list[str]:
     return [item for item in _list(value) if isinstance(item, str)]
 
 
-def _json_list(annotations: Mapping[str, Any], key: str) -> list[Any] | None:
-    """The JSON list under ``key``, or None when absent or unreadable."""
-    raw = annotations.get(key)
-    if not isinstance(raw, str):
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, list) else None
-
-
-def _user_mounts(spec: Mapping[str, Any], annotations: Mapping[str, Any]) -> list[MountInfo]:
-    recorded = _json_list(annotations, ANNOTATION_MOUNTS)
-    if recorded is not None:
-        return [
-            MountInfo(
-                source=_str(_dict(m).get("source")),
-                target=_str(_dict(m).get("target")),
-                type=_str(_dict(m).get("type")),
-                options=_strings(_dict(m).get("options")),
-            )
-            for m in recorded
-        ]
-    # Not ours: report the binds, minus the two the daemon adds itself.
+def _user_binds(spec: Mapping[str, Any]) -> tuple[SpecMount, ...]:
+    """The spec's bind mounts, minus the two the daemon adds itself."""
     found = []
     for raw in _list(spec.get("mounts")):
         m = _dict(raw)
         target = _str(m.get("destination"))
         if _str(m.get("type")) != _BIND or target in (RESOLV_CONF_TARGET, COREX_TARGET):
             continue
-        found.append(MountInfo(_str(m.get("source")), target, _BIND, _strings(m.get("options"))))
-    return found
+        found.append(SpecMount(_str(m.get("source")), target, _BIND, tuple(_strings(m.get("options")))))
+    return tuple(found)
 
 
-def _backends(annotations: Mapping[str, Any], key: str, decode: Callable[[Any], T]) -> list[T] | None:
-    recorded = _json_list(annotations, key)
-    if recorded is None:
-        return None
-    try:
-        return [decode(item) for item in recorded]
-    except ArgumentTypeError:
-        return None
+def read_spec(spec: Mapping[str, Any]) -> SpecSummary:
+    """What ``spec`` says about the fields a :class:`SpecRequest` sets.
 
-
-def read_spec(spec: Mapping[str, Any]) -> Container:
-    """What Inspect reports about a container, from its spec.
-
-    The inverse of :func:`build_spec` for the fields a Container carries
-    (the name and creation time are not in a spec: they stay zero). A spec
-    missing pieces, or not made by us, gives zero values where we cannot
-    tell; this never raises.
+    For a spec :func:`build_spec` made, that is the request as written: the
+    env with its PATH, "/" for an empty cwd, corex's args for an interactive
+    container, and of the mounts only the binds. A spec missing pieces, or
+    not made by us, gives zero values where we cannot tell; this never raises.
     """
     spec = _dict(spec)
     process = _dict(spec.get("process"))
     linux = _dict(spec.get("linux"))
     resources = _dict(linux.get("resources"))
-    annotations = _dict(spec.get("annotations"))
-    args = _strings(process.get("args"))
+    args = tuple(_strings(process.get("args")))
 
     netns = ""
     for ns in _list(linux.get("namespaces")):
         if _str(_dict(ns).get("type")) == "network":
             netns = posixpath.basename(_str(_dict(ns).get("path")))
 
-    entrypoint = annotations.get(ANNOTATION_ENTRYPOINT)
-    if not isinstance(entrypoint, str):
-        entrypoint = shlex.join(args)
-    interactive = annotations.get(ANNOTATION_INTERACTIVE)
-    working_dir = annotations.get(ANNOTATION_WORKDIR)
-    if not isinstance(working_dir, str):
-        working_dir = _str(process.get("cwd"))
-
     cpu_limits = _dict(resources.get("cpu"))
     quota, period = _int(cpu_limits.get("quota")), _int(cpu_limits.get("period"))
-    try:
-        shutdown = int(_str(annotations.get(ANNOTATION_SHUTDOWN_TIMEOUT)))
-    except ValueError:
-        shutdown = 0
     env = process.get("env")
+    annotations = _dict(spec.get("annotations"))
 
-    return Container(
+    return SpecSummary(
         rootfs=_str(_dict(spec.get("root")).get("path")),
-        env=_strings(env) if isinstance(env, list) else None,
-        working_dir=working_dir,
-        network=NetworkInfo(netns),
-        mounts=_user_mounts(spec, annotations),
-        entrypoint=entrypoint,
-        interactive=interactive == "true" if isinstance(interactive, str) else args[:1] == [COREX_TARGET],
-        cpu=quota // period if quota > 0 and period > 0 else 0,
+        args=args,
+        env=tuple(_strings(env)) if isinstance(env, list) else None,
+        cwd=_str(process.get("cwd")),
+        netns=netns,
+        mounts=_user_binds(spec),
         memory=max(_int(_dict(resources.get("memory")).get("limit")), 0),
-        logs=_backends(annotations, ANNOTATION_LOGS, Logs.from_go),
-        stats=_backends(annotations, ANNOTATION_STATS, Stats.from_go),
-        elevated=ELEVATED_CAPABILITY in _strings(_dict(process.get("capabilities")).get("bounding")),
+        cpu=quota // period if quota > 0 and period > 0 else 0,
         rootfs_propagation=_str(linux.get("rootfsPropagation")),
-        shutdown_timeout_ns=max(shutdown, 0),
+        elevated=ELEVATED_CAPABILITY in _strings(_dict(process.get("capabilities")).get("bounding")),
+        interactive=args[:1] == (COREX_TARGET,),
+        annotations={k: v for k, v in annotations.items() if isinstance(k, str) and isinstance(v, str)},
     )
 
 

@@ -25,7 +25,7 @@ from ..containerd.client import ContainerRecord, ProcessState
 from ..errors import ExecFailed, FailedPrecondition, InvalidArgument, NotFound
 from ..text import format_duration, quote, shorten
 from ..zbus.codec import GO_ZERO_TIME
-from . import labels
+from . import labels, spec_mapping
 from .exec_runner import OUTPUT_LIMIT, ExecResult, ExecRunner
 from .logstream import CHUNK_LINES, MAX_CHUNK_LINES, Chunk, CursorError, last_lines, read_after, read_tail
 from .operations import ERROR_OUTPUT_LINES, ContainerOps
@@ -84,7 +84,7 @@ class ContainerModule:
         ops = self.ops
         async with ops.locks.hold((namespace, container_id)):
             await ops.containerd.ensure_namespace(namespace)
-            spec = oci.build_spec(namespace, plan.container, plan.args, plan.env, plan.cwd, self.host.facts)
+            spec = oci.build_spec(spec_mapping.spec_request(plan), self.host.facts)
             _check_spec_size(spec)
             created_at_ns = await ops.create(namespace, container_id, spec)
             confirmed = False
@@ -107,7 +107,7 @@ class ContainerModule:
             NotFound: no such container.
         """
         record = await self._get(namespace, container_id)
-        container = oci.read_spec(record.spec or {})
+        container = spec_mapping.read_container(record.spec or {})
         container = replace(container, name=record.id, created_at=go_time(record.created_at_ns))
         try:
             state: ProcessState | None = await self.ops.containerd.get_process(namespace, container_id)

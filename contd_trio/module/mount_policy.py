@@ -56,7 +56,7 @@ import stat
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..containerd.spec import HostFacts, effective_mount
+from ..containerd.spec import HostFacts
 from ..errors import InvalidArgument
 from ..text import quote
 from .types import MountInfo
@@ -408,6 +408,21 @@ def _check_bind_source(where: str, source: str, host: HostPaths, protection: Pro
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         raise InvalidArgument(f"{where} source {shown} is not allowed: it is a device")
     return real
+
+
+def effective_mount(mount: MountInfo) -> MountInfo:
+    """A user mount as it is mounted: a recursive bind unless the request
+    names its type (the seed's ``Type``) or options.
+
+    A bind whose options name neither ``bind`` nor ``rbind`` (``["ro"]``,
+    say) gets ``rbind`` first: without one runc would hand the type "bind"
+    to mount(2) as a filesystem name and fail.
+    """
+    type_ = mount.type or BIND
+    options = list(mount.options or ())
+    if type_ == BIND and not set(BIND_OPTIONS).intersection(options):
+        options = ["rbind", *options]
+    return MountInfo(source=mount.source, target=mount.target, type=type_, options=options)
 
 
 def check_mount(index: int, mount: MountInfo, host: HostPaths, protection: Protection) -> MountInfo:

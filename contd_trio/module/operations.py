@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -36,7 +37,7 @@ from ..errors import (
     NotFound,
 )
 from ..taskgroups import wait_any
-from . import labels
+from . import labels, spec_mapping
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
 from .logfiles import log_files
@@ -48,6 +49,8 @@ from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, Stats
 from .validate import log_path, validate_identifier
 
 log = logging.getLogger("contd.module")
+
+T = TypeVar("T")
 
 #: How long a container (or exec) killed with SIGKILL may take to be gone.
 KILL_GRACE_SECONDS = 10.0
@@ -136,6 +139,11 @@ class ContainerOps:
         #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
         #: grace stop waiting and finish, so their callers get a true answer.
         self.stopping = trio.Event()
+
+    async def locked(self, key: tuple[str, str], call: Callable[..., Awaitable[T]], *args: object) -> T:
+        """``call(*args)`` holding the container's lock."""
+        async with self.locks.hold(key):
+            return await call(*args)
 
     # -- stats hooks -------------------------------------------------------------------------
 
@@ -396,7 +404,7 @@ class ContainerOps:
             record = await self.containerd.get_container(namespace, container_id)
             await self.mark_going_away(namespace, container_id)
             self.stop_stats(namespace, container_id)
-            timeout_ns = oci.read_spec(record.spec or {}).shutdown_timeout_ns
+            timeout_ns = spec_mapping.read_container(record.spec or {}).shutdown_timeout_ns
             wanted = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
             left = trio.current_effective_deadline() - trio.current_time()
             grace = max(0.0, min(wanted, left - KILL_BUDGET_SECONDS))

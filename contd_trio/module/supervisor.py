@@ -19,25 +19,22 @@
 It never ends the daemon on its own. containerd being away (Unavailable,
 DeadlineExceeded) makes each piece of work back off and retry, an exit seen
 meanwhile included; other errors are logged, and the next reconciliation
-tries again. Restarts run in tasks of the supervisor's own nursery, one per
-container at most, each serialised with Run and Delete by the module's
-per-container lock.
+tries again. Recovery (:mod:`.recovery`) and reconciliation
+(:mod:`.reconcile`) run in tasks of the supervisor's own nursery, one per
+container at a time (:mod:`.keyed_work`), each serialised with Run and
+Delete by the container's lock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
 
 import trio
 
 from .. import errors, logs
-from ..containerd import spec as oci
-from ..containerd.bundles import idle_shims, kill_if_idle
-from ..containerd.client import Containerd, Exit
+from ..containerd.client import Containerd
 from ..containerd.events import (
     ContainerCreate,
     ContainerDelete,
@@ -48,11 +45,13 @@ from ..containerd.events import (
     TaskStart,
 )
 from ..taskgroups import open_nursery
-from ..text import shorten
 from . import labels
+from .keyed_work import KeyedWork
 from .lifecycle import ContainerEvent, Key, Lifecycle
-from .operations import KILL_BUDGET_SECONDS, ContainerOps
-from .restart_policy import Decision, RestartPolicy, format_history, parse_history
+from .operations import ContainerOps
+from .reconcile import Reconciler
+from .recovery import Recovery
+from .restart_policy import RestartPolicy
 from .retry import persist, retry_backoff
 from .types import go_time
 
@@ -63,8 +62,6 @@ EVENT_FILTERS = ('topic~="^/tasks/"', 'topic~="^/containers/"')
 _SEEN_EXITS = 4096
 #: Reconciliation's default period (the daemon's -reconcile-interval).
 RECONCILE_INTERVAL = 60.0
-
-T = TypeVar("T")
 
 
 class Supervisor:
@@ -91,24 +88,30 @@ class Supervisor:
         self.containerd = containerd
         self.ops = ops
         self.lifecycle = lifecycle
-        self.policy = policy
-        self._now = clock
         self.reconcile_interval = reconcile_interval
-        self._nursery: trio.Nursery | None = None
-        self._recovering: set[Key] = set()
+        self.work = KeyedWork()
         self._managed: dict[Key, bool] = {}
+        self.recovery = Recovery(containerd, ops, lifecycle, policy, clock)
+        self.reconciler = Reconciler(containerd, ops, lifecycle, self.work, self.recovery, self._managed)
         self._seen_exits: dict[tuple[str, str, int], None] = {}
         self._oom: set[Key] = set()
         self._reconcile_wanted = trio.Event()
         self._reconcile_reason = ""
-        #: How many reconciliations finished (start-up included).
-        self.reconciliations = 0
+
+    @property
+    def reconciliations(self) -> int:
+        """How many reconciliations finished (start-up included)."""
+        return self.reconciler.count
+
+    async def reconcile(self, why: str) -> None:
+        """Reconcile now (see :mod:`.reconcile`)."""
+        await self.reconciler.reconcile(why)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Watch events until cancelled; started once subscribed. Never ends
         on its own: only a bug in the daemon would end it."""
         async with open_nursery() as nursery:
-            self._nursery = nursery
+            self.work.bind(nursery)
             async with self.containerd.watch_events(EVENT_FILTERS) as events:
                 nursery.start_soon(self._reconcile_forever)
                 task_status.started()
@@ -185,7 +188,7 @@ class Supervisor:
         # Decided now, not once containerd answers: a Run (or a restart)
         # starting it judges this exit itself.
         starting = self.lifecycle.is_starting(namespace, exit_.container_id)
-        self._start_soon(self._handle_exit, (namespace, exit_.container_id), exit_, event, starting)
+        self.work.spawn(self._handle_exit, (namespace, exit_.container_id), exit_, event, starting)
 
     async def _handle_exit(self, key: Key, exit_: TaskExit, event: Event, starting: bool) -> None:
         namespace, container_id = key
@@ -205,159 +208,7 @@ class Supervisor:
             return
         reason = "out of memory" if key in self._oom else f"exited with status {exit_.exit_status}"
         self._oom.discard(key)
-        self._recover_soon(key, reason, delay=True, stale_pid=exit_.pid)
-
-    # -- running work in the supervisor's nursery ------------------------------------------
-
-    def _start_soon(self, work: Callable[..., Awaitable[None]], *args: object) -> None:
-        if self._nursery is not None:
-            self._nursery.start_soon(self._guarded, work, *args)
-
-    async def _guarded(self, work: Callable[..., Awaitable[None]], *args: object) -> None:
-        """One piece of supervision work: its failure is logged, never raised
-        into the nursery (which would end supervision, and the daemon)."""
-        try:
-            await work(*args)
-        except errors.ContdError as exc:
-            logs.event(log, logging.WARNING, "supervision step failed", step=work.__name__, error=str(exc))
-        except Exception:
-            log.exception("bug in supervision step %s", work.__name__)
-
-    async def _locked(self, key: Key, call: Callable[..., Awaitable[T]], *args: object) -> T:
-        """``call(*args)`` holding the container's lock (released between retries)."""
-        async with self.ops.locks.hold(key):
-            return await call(*args)
-
-    # -- recovery ------------------------------------------------------------------------
-
-    def _recover_soon(self, key: Key, reason: str, *, delay: bool, stale_pid: int = 0) -> None:
-        if key in self._recovering or self._nursery is None:
-            return
-        self._recovering.add(key)
-        self._start_soon(self._recover, key, reason, delay, stale_pid)
-
-    async def _recover(self, key: Key, reason: str, delay: bool, stale_pid: int) -> None:
-        """Count the crash and restart the container, or give it up.
-
-        containerd being away makes the current step wait and retry (it is
-        not the container's fault, so it is not counted); a restart that
-        fails otherwise is one more crash.
-        """
-        namespace, container_id = key
-        locked = self._locked
-        try:
-            while True:
-                verdict = await persist(
-                    "judge a crash", key, locked, key, self._crash_verdict, key, stale_pid
-                )
-                if verdict is None:
-                    return  # nothing to do: going away, failed, gone, or running again
-                if verdict is Decision.GIVE_UP:
-                    await persist("give up a container", key, locked, key, self._give_up, key, reason)
-                    return
-                if delay:
-                    await trio.sleep(self.policy.delay)
-                try:
-                    pid = await persist("restart a container", key, locked, key, self._restart, key)
-                except errors.EntrypointExited as exc:
-                    reason, delay, stale_pid = str(exc), True, 0
-                    continue
-                except errors.ContdError as exc:
-                    logs.event(
-                        log, logging.WARNING, "restart failed", ns=namespace, id=container_id, error=str(exc)
-                    )
-                    reason, delay, stale_pid = f"restart failed: {exc}", True, 0
-                    continue
-                if pid is not None:
-                    self.lifecycle.publish(ContainerEvent(namespace, container_id, "restarted", pid=pid))
-                return
-        finally:
-            self._recovering.discard(key)
-
-    async def _crash_verdict(self, key: Key, stale_pid: int) -> Decision | None:
-        """Under the lock: record the crash and decide, or None when no
-        recovery is due any more."""
-        namespace, container_id = key
-        try:
-            record = await self.containerd.get_container(namespace, container_id)
-        except errors.NotFound:
-            return None
-        if (
-            labels.going_away(record.labels)
-            or labels.FAILED in record.labels
-            or labels.pending(record.labels)
-        ):
-            return None
-        try:
-            state = await self.containerd.get_process(namespace, container_id)
-        except errors.NotFound:
-            state = None
-        if state is not None and state.status == "running" and state.pid != stale_pid:
-            return None  # running again (another restart won, or the exit was old news)
-        decision, history = self.policy.on_crash(
-            parse_history(record.labels.get(labels.CRASHES)), self._now()
-        )
-        await self.containerd.update_labels(
-            namespace, container_id, {labels.CRASHES: format_history(history)}
-        )
-        return decision
-
-    async def _restart(self, key: Key) -> int | None:
-        """Under the lock: start the container's task again; re-checks first."""
-        namespace, container_id = key
-        try:
-            record = await self.containerd.get_container(namespace, container_id)
-        except errors.NotFound:
-            return None
-        if labels.going_away(record.labels) or labels.FAILED in record.labels:
-            return None  # asked to go while we waited: never restart it
-        try:
-            state = await self.containerd.get_process(namespace, container_id)
-        except errors.NotFound:
-            state = None
-        if state is not None and state.status == "running":
-            return None
-        if state is not None:
-            await self.containerd.delete_task(namespace, container_id)
-        container = oci.read_spec(record.spec or {})
-        container.name = container_id
-        pid = await self.ops.start_task(namespace, container)
-        await self.containerd.update_labels(
-            namespace, container_id, {labels.RESTARTS: str(labels.restarts(record.labels) + 1)}
-        )
-        self.ops.monitor_stats(namespace, container_id, container.stats or ())
-        return pid
-
-    async def _give_up(self, key: Key, reason: str) -> None:
-        """Under the lock: label the container failed, remove its task, keep
-        the container (its data and logs), say so. Nothing is deleted (0-OS
-        issue 1268). Shielded and bounded: the label is written first, so a
-        give-up cut short is finished by reconciliation, never undone."""
-        namespace, container_id = key
-        self.ops.stop_stats(namespace, container_id)
-        ended: Exit | None = None
-        with trio.CancelScope(shield=True), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
-            await self.containerd.update_labels(
-                namespace, container_id, {labels.FAILED: shorten(reason, 1000)}
-            )
-            ended = await self.ops.kill_and_remove_task(namespace, container_id)
-            if ended is not None:
-                await self.containerd.update_labels(
-                    namespace,
-                    container_id,
-                    {
-                        labels.EXIT_STATUS: str(ended.exit_status),
-                        labels.EXITED_AT: str(ended.exited_at_ns),
-                    },
-                )
-        if scope.cancelled_caught:
-            raise errors.FailedPrecondition(
-                f"giving up {container_id} in {namespace} took over {KILL_BUDGET_SECONDS:g} seconds; "
-                "reconciliation finishes it"
-            )
-        status = ended.exit_status if ended is not None else 0
-        logs.event(log, logging.WARNING, "gave up on container", ns=namespace, id=container_id, reason=reason)
-        self.lifecycle.publish(ContainerEvent(namespace, container_id, "failed", exit_status=status))
+        self.work.start(key, self.recovery.recover, key, reason, True, exit_.pid)
 
     # -- reconciliation --------------------------------------------------------------------
 
@@ -373,7 +224,7 @@ class Supervisor:
         backoff = retry_backoff()
         while True:
             try:
-                await self.reconcile(why)
+                await self.reconciler.reconcile(why)
             except errors.ContdError as exc:
                 delay = backoff.next()
                 logs.event(log, logging.WARNING, "reconciliation failed", error=str(exc), retry_in=delay)
@@ -386,110 +237,3 @@ class Supervisor:
                 await self._reconcile_wanted.wait()
             why = self._reconcile_reason if self._reconcile_wanted.is_set() else "periodic"
             self._reconcile_wanted = trio.Event()
-
-    async def reconcile(self, why: str) -> None:
-        """Check every managed container against what it should be; the
-        work found is done in tasks of its own.
-
-        Raises:
-            ContdError: containerd could not list what it has.
-        """
-        logs.event(log, logging.DEBUG if why == "periodic" else logging.INFO, "reconciling", reason=why)
-        for namespace in await self.containerd.list_namespaces():
-            tasks = {t.container_id: t for t in await self.containerd.list_tasks(namespace)}
-            records = await self.containerd.list_containers(namespace)
-            for orphan in tasks.keys() - {record.id for record in records}:
-                # A task whose container is gone: containerd died while
-                # making it for a Run whose container was removed since.
-                self._take_on((namespace, orphan), self._remove_orphan)
-            managed = [r for r in records if r.labels.get(labels.MANAGED) == "true"]
-            for record in managed:
-                key = (namespace, record.id)
-                self._managed[key] = True
-                if self.lifecycle.is_starting(*key) or key in self._recovering:
-                    continue
-                task = tasks.get(record.id)
-                if labels.going_away(record.labels):
-                    self._take_on(key, self._finish_off)
-                elif labels.pending(record.labels):
-                    self._take_on(key, self._remove_pending)
-                elif labels.FAILED in record.labels:
-                    if task is not None:
-                        self._take_on(key, self._finish_give_up)
-                elif task is None or task.status in ("created", "stopped", "unknown"):
-                    # "created": the daemon died while a restart started it.
-                    reason = "found not running" if task is None else f"found {task.status}"
-                    self._recover_soon(key, reason, delay=False, stale_pid=task.pid if task else 0)
-                else:
-                    stats = oci.read_spec(record.spec or {}).stats or ()
-                    self.ops.monitor_stats(namespace, record.id, stats)
-        await self._reap_orphan_shims()
-        self.reconciliations += 1
-
-    async def _reap_orphan_shims(self) -> None:
-        """Kill the shims containerd started for tasks it then gave up (its
-        client went away mid-create) and left running (see containerd.bundles)."""
-        state = self.ops.settings.containerd_state
-        if state is None:
-            return
-        address = self.containerd.channel.socket_path
-        for shim in await trio.to_thread.run_sync(idle_shims, state, address):
-            try:
-                await self.containerd.get_process(shim.namespace, shim.container_id)
-                continue  # containerd has its task: not an orphan
-            except errors.NotFound:
-                pass
-            if await trio.to_thread.run_sync(kill_if_idle, shim, state, address):
-                logs.event(
-                    log,
-                    logging.WARNING,
-                    "killed a shim containerd left serving nothing",
-                    ns=shim.namespace,
-                    id=shim.container_id,
-                    pid=shim.pid,
-                )
-
-    def _take_on(self, key: Key, work: Callable[[Key], Awaitable[None]]) -> None:
-        """Run reconciliation work for one container, one piece at a time."""
-        if key in self._recovering or self._nursery is None:
-            return
-        self._recovering.add(key)
-
-        async def then_release() -> None:
-            try:
-                await work(key)
-            finally:
-                self._recovering.discard(key)
-
-        self._start_soon(then_release)
-
-    async def _finish_off(self, key: Key) -> None:
-        """Complete the Delete of a container marked as going away."""
-        with contextlib.suppress(errors.NotFound):
-            await persist("finish off a container", key, self.ops.delete, *key)
-
-    async def _remove_pending(self, key: Key) -> None:
-        """Remove a container whose Run failed or died before answering
-        success. Under the lock, so a Run still working on it finishes first
-        (and unmarks it when it succeeds)."""
-        await persist("remove a pending container", key, self._locked, key, self._remove_if_pending, key)
-
-    async def _remove_if_pending(self, key: Key) -> None:
-        try:
-            record = await self.containerd.get_container(*key)
-        except errors.NotFound:
-            return
-        if labels.pending(record.labels):
-            logs.event(log, logging.INFO, "removing what a failed Run left", ns=key[0], id=key[1])
-            await self.ops.remove_container(*key)
-
-    async def _remove_orphan(self, key: Key) -> None:
-        logs.event(log, logging.WARNING, "removing a task that has no container", ns=key[0], id=key[1])
-        remove = self.ops.remove_orphan_task
-        await persist("remove an orphan task", key, self._locked, key, remove, *key)
-
-    async def _finish_give_up(self, key: Key) -> None:
-        """A given-up container whose task survived (the give-up was cut
-        short): remove the task, as giving up does."""
-        remove = self.ops.kill_and_remove_task
-        await persist("remove a given-up task", key, self._locked, key, remove, *key)

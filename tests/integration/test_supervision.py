@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,12 +20,16 @@ import redis
 import trio
 
 from contd_trio import errors
-from contd_trio.app import Daemon, open_daemon
+from contd_trio.app import Daemon, host_facts, open_daemon
 from contd_trio.config import Config
+from contd_trio.containerd import spec as oci
+from contd_trio.containerd.channel import open_channel
+from contd_trio.containerd.client import Containerd
 from contd_trio.containerd.events import Event, TaskExit
+from contd_trio.containerd.spec import DEFAULT_PATH, SpecMount, SpecRequest
 from contd_trio.module import labels
 from contd_trio.module.client import ContainerClient
-from contd_trio.module.types import Container, Logs, LogsRedis, NetworkInfo, Stats
+from contd_trio.module.types import Container, Logs, LogsRedis, MountInfo, NetworkInfo, Stats
 from contd_trio.zbus.client import open_client
 from contd_trio.zbus.errors import CallError
 from tests.helpers import STEADY, UNTIL_TERM, wait_until
@@ -626,3 +631,137 @@ async def test_a_repeated_exit_event_is_handled_once(
     info = await client.inspect(ns, "c1")
     assert info.task is not None and info.task.restarts == 1 and info.task.status == "running"
     await client.delete(ns, "c1")
+
+
+async def test_a_container_with_the_earlier_annotations_is_inspected_and_restarted_as_before(
+    fast_config: Config,
+    broker: str,
+    ns: str,
+    netns_name: str,
+    rootfs: Path,
+    tmp_path: Path,
+    containerd: services.ContainerdService,
+    backend_redis: services.RedisService,
+) -> None:
+    """A container made before the ``contd.request`` annotation holds the
+    earlier daemon's ``contd.*`` annotations (their format is that of
+    ``tests/data/legacy-specs``, written out here with this test's paths).
+    Start-up reconciliation finds it not running and starts it with the log
+    and stats backends they name; Inspect gives the Container that daemon
+    gave; a crash restart does the same, and leaves the spec as it was."""
+    source = tmp_path / "data"
+    source.mkdir()
+    out, err = f"{ns}-out", f"{ns}-err"
+    log_lines = subscribed(redis.Redis(host="127.0.0.1", port=backend_redis.port).pubsub(), out, err)
+    stats = StatsChannel(backend_redis, f"{ns}-stats")
+    entrypoint = f"sh -c 'echo to stdout; echo to stderr >&2; {UNTIL_TERM}'"
+
+    def compact(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    annotations = {
+        "shutdown_timeout": "2000000000",
+        "contd.entrypoint": entrypoint,
+        "contd.interactive": "false",
+        "contd.workdir": "/tmp",
+        "contd.mounts": compact(
+            [{"source": str(source), "target": "/mnt/data", "type": "bind", "options": ["rbind"]}]
+        ),
+        "contd.logs": compact(
+            [
+                {
+                    "Type": "redis",
+                    "Data": {
+                        "Stdout": backend_redis.channel_url(out),
+                        "Stderr": backend_redis.channel_url(err),
+                    },
+                }
+            ]
+        ),
+        "contd.stats": compact([{"Type": "redis", "Endpoint": stats.url}]),
+    }
+    request = SpecRequest(
+        namespace=ns,
+        container_id="old",
+        rootfs=str(rootfs),
+        args=tuple(shlex.split(entrypoint)),
+        env=("A=1",),
+        cwd="/tmp",
+        netns=netns_name,
+        mounts=(SpecMount(str(source), "/mnt/data", "bind", ("rbind",)),),
+        memory=64 << 20,
+        cpu=1,
+        annotations=annotations,
+    )
+    async with open_channel(containerd.address) as channel:
+        made = Containerd(channel)
+        await made.ensure_namespace(ns)
+        await made.create_container(
+            ns, "old", oci.build_spec(request, host_facts(fast_config)), labels={labels.MANAGED: "true"}
+        )
+    # What the earlier daemon's Inspect gave, written out.
+    expected = Container(
+        name="old",
+        rootfs=str(rootfs),
+        env=[f"PATH={DEFAULT_PATH}", "A=1"],
+        working_dir="/tmp",
+        network=NetworkInfo(netns_name),
+        mounts=[MountInfo(str(source), "/mnt/data", "bind", ["rbind"])],
+        entrypoint=entrypoint,
+        interactive=False,
+        cpu=1,
+        memory=64 << 20,
+        logs=[Logs("redis", LogsRedis(backend_redis.channel_url(out), backend_redis.channel_url(err)))],
+        stats=[Stats("redis", stats.url)],
+        elevated=False,
+        rootfs_propagation="",
+        shutdown_timeout_ns=2_000_000_000,
+    )
+
+    async def inspected_running(client: ContainerClient, restarts: int) -> Container:
+        async def running() -> bool:
+            task = (await client.inspect(ns, "old")).task
+            return task is not None and task.status == "running" and task.restarts == restarts
+
+        await wait_until(running, timeout=20)
+        return await client.inspect(ns, "old")
+
+    async def both_lines_published() -> dict[str, list[bytes]]:
+        received: dict[str, list[bytes]] = {}
+
+        def got_both() -> bool:
+            message = log_lines.get_message(ignore_subscribe_messages=True, timeout=0.01)
+            if message:
+                received.setdefault(message["channel"].decode(), []).append(message["data"])
+            return len(received) == 2
+
+        await wait_until(got_both, timeout=15, interval=0.01)
+        return received
+
+    async with (
+        open_daemon(fast_config) as daemon,
+        open_client(broker) as bus,
+        trio.open_nursery() as nursery,
+    ):
+        client = ContainerClient(bus, timeout=60)
+        event_log = EventLog()
+        await nursery.start(event_log.collect, client)
+        for restarts in (1, 2):
+            got = await inspected_running(client, restarts)
+            assert dataclasses.replace(got, task=None, created_at=expected.created_at) == expected
+            assert got.created_at.seconds > 0
+            # Started with the backends the old annotations name.
+            assert await both_lines_published() == {out: [b"to stdout"], err: [b"to stderr"]}
+            assert (await stats.next_after_now())["memory_limit"] == 64 << 20
+            assert daemon.stats.running() == {(ns, "old")}
+            # A restart starts a task; the spec stays as the earlier daemon wrote it.
+            record = await daemon.containerd.get_container(ns, "old")
+            assert record.spec is not None and record.spec["annotations"] == annotations
+            if restarts == 1:
+                os.kill(got.task.pid, signal.SIGKILL)  # type: ignore[union-attr]
+                await event_log.wait_for(ns, "old", "restarted")
+        await client.delete(ns, "old")
+        assert daemon.stats.running() == set()
+        nursery.cancel_scope.cancel()
+    log_lines.close()
+    stats.close()

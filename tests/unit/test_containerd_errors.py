@@ -63,3 +63,11 @@ def test_events_dispatch_on_bare_type_urls() -> None:
     assert event.payload == payload and event.container_id == "c" and event.namespace == "n"
     unknown = decode_envelope(events_pb2.Envelope(event=any_pb2.Any(type_url="containerd.events.TaskPaused")))
     assert unknown.payload is None and unknown.container_id == ""
+
+
+def test_a_message_quoting_a_huge_value_is_cut() -> None:
+    argv = "x" * 100_000
+    error = error_from_status(
+        Status.UNKNOWN, f'exec failed: exec: "{argv}": executable file not found: unknown'
+    )
+    assert len(str(error)) <= 1000 and str(error).endswith("…")

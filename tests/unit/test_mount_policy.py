@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from contd_trio.containerd.spec import HostFacts, build_spec
 from contd_trio.errors import InvalidArgument
 from contd_trio.module.mount_policy import MAX_MOUNTS, MAX_OPTIONS, MAX_PATH, MountEntry, parse_mountinfo
+from contd_trio.module.spec_mapping import spec_request
 from contd_trio.module.types import Container, MountInfo, NetworkInfo
 from contd_trio.module.validate import LocalHost, prepare_run
 
@@ -588,7 +589,7 @@ def test_whatever_passes_is_safe_in_the_spec(
         except InvalidArgument as exc:
             assert str(exc).startswith("mounts")
             continue
-        spec = build_spec(plan.namespace, plan.container, plan.args, plan.env, plan.cwd, facts)
+        spec = build_spec(spec_request(plan), facts)
         user_mounts = spec["mounts"][-len(mounts) :] if mounts else []
         assert len(spec["mounts"]) == 7 + len(mounts)  # containerd's six, resolv.conf, the user's
         for mount in user_mounts:

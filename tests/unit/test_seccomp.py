@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from contd_trio.containerd.seccomp import ALLOWED_SYSCALLS, seccomp_profile
-from contd_trio.containerd.spec import DEFAULT_CAPABILITIES, HostFacts, build_spec
-from contd_trio.module.types import Container, NetworkInfo
+from contd_trio.containerd.spec import DEFAULT_CAPABILITIES, HostFacts, SpecRequest, build_spec
 
 PLAIN = list(DEFAULT_CAPABILITIES)
 ELEVATED = [*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"]
@@ -210,16 +209,19 @@ def test_same_input_same_profile() -> None:
 
 
 def spec_of(elevated: bool, machine: str = "x86_64") -> dict[str, Any]:
-    container = Container(
-        name="c",
+    request = SpecRequest(
+        namespace="ns",
+        container_id="c",
         rootfs="/r",
-        network=NetworkInfo("n"),
-        entrypoint="/x",
+        args=("/x",),
+        env=(),
+        cwd="/",
+        netns="n",
         cpu=1,
         memory=1 << 28,
         elevated=elevated,
     )
-    return build_spec("ns", container, ["/x"], [], "/", HostFacts(cpu_count=1, machine=machine))
+    return build_spec(request, HostFacts(cpu_count=1, machine=machine))
 
 
 def test_every_spec_has_the_profile_of_its_capabilities() -> None:

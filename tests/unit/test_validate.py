@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contd_trio.containerd.spec import HostFacts, build_spec, read_spec
+from contd_trio.containerd.spec import HostFacts, build_spec
 from contd_trio.errors import InvalidArgument
 from contd_trio.module.mount_policy import MountEntry
+from contd_trio.module.spec_mapping import read_container, spec_request
 from contd_trio.module.types import Container, Logs, LogsRedis, MountInfo, NetworkInfo, Stats
 from contd_trio.module.validate import LocalHost, RunPlan, log_path, prepare_run, validate_identifier
 
@@ -440,8 +441,8 @@ def test_plan_round_trips_through_the_spec(host: LocalHost, request_: Container,
         logs=[Logs("redis", LogsRedis("redis://h:1/o", "redis://h:1/e"))],
     )
     plan = prepare_run("tenant", container, host)
-    spec = build_spec(plan.namespace, plan.container, plan.args, plan.env, plan.cwd, host.facts)
-    assert read_spec(spec) == change(plan.container, name="")
+    spec = build_spec(spec_request(plan), host.facts)
+    assert read_container(spec) == change(plan.container, name="")
 
 
 # ------------------------------------------------------------ .startup.toml
