@@ -248,6 +248,19 @@ async def cmd_ls(contd: ContainerClient, args: argparse.Namespace, out: Output) 
     out(table(rows, ("ID", "STATUS", "PID", "RESTARTS", "ENTRYPOINT")))
 
 
+async def cmd_update(contd: ContainerClient, args: argparse.Namespace, out: Output) -> None:
+    if args.memory is None and args.cpu is None:
+        raise UsageError("update needs --memory or --cpu")
+    if args.cpu is not None and args.cpu < 0:
+        raise UsageError(f"--cpu {args.cpu} is negative")
+    try:
+        memory = parse_size(args.memory) if args.memory is not None else 0
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    await contd.update(args.namespace, args.id, cpu=args.cpu or 0, memory=memory)
+    out({"Updated": args.id} if args.json else f"updated {args.namespace}/{args.id}")
+
+
 async def cmd_ns(contd: ContainerClient, args: argparse.Namespace, out: Output) -> None:
     names = await contd.list_ns()
     out(names if args.json else "\n".join(names))
@@ -533,6 +546,7 @@ COMMANDS: dict[str, Command] = {
     "exec": cmd_exec,
     "logs": cmd_logs,
     "stats": cmd_stats,
+    "update": cmd_update,
     "status": cmd_status,
     "events": cmd_events,
 }
@@ -587,6 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--tail", "-n", default="all", help="only the last N lines (default: all kept)")
     lg.add_argument("--since", help="only lines since a time (2026-11-28T22:52:00Z) or a duration ago (10m)")
     lg.add_argument("--timestamps", "-t", action="store_true", help="show when each line was written")
+    up = sub.add_parser("update", parents=[common], help="change a running container's limits, live")
+    up.add_argument("namespace")
+    up.add_argument("id")
+    up.add_argument("--memory", help="bytes, or with a unit: 256M, 1G")
+    up.add_argument("--cpu", type=int, help="CPUs")
     st = sub.add_parser("stats", parents=[common], help="CPU, memory and PIDs of running containers")
     st.add_argument("namespace")
     st.add_argument("ids", nargs="*", metavar="ID", help="these containers only (default: every running one)")

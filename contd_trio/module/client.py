@@ -114,6 +114,10 @@ class ContainerClient:
         value = await self._call("LogsTail", namespace, container_id, lines, since, timeout=timeout)
         return LogChunk.from_go(value)
 
+    async def update(self, namespace: str, container_id: str, *, cpu: int = 0, memory: int = 0) -> None:
+        """New limits for a running container (0 leaves one as it is)."""
+        await self._call("Update", namespace, container_id, cpu, memory)
+
     async def stats(self, namespace: str, container_id: str) -> ContainerStats:
         return ContainerStats.from_go(await self._call("Stats", namespace, container_id))
 

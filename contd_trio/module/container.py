@@ -32,7 +32,7 @@ from .operations import ERROR_OUTPUT_LINES, ContainerOps
 from .stats import CGROUP_ROOT, read_cgroup
 from .types import Container, ContainerStats, ExecOutput, LogChunk, LogLine, TaskState, go_time
 from .untrusted import check_args, check_text
-from .validate import HostView, prepare_run, validate_identifier
+from .validate import HostView, check_cpu, check_memory, prepare_run, validate_identifier
 
 log = logging.getLogger("contd.module")
 
@@ -314,6 +314,40 @@ class ContainerModule:
         since_ns = 0 if since == GO_ZERO_TIME else max(1, since.to_unix_nano())
         chunk = await trio.to_thread.run_sync(read_tail, path, lines, since_ns)
         return _log_chunk(chunk)
+
+    # -- Update ----------------------------------------------------------------------------------------
+
+    async def update(self, namespace: str, container_id: str, cpu: int, memory: int) -> None:
+        """Change the container's CPU and/or memory limit (0 leaves one as
+        it is) without restarting it, and record them: Inspect shows them,
+        a crash restart keeps them. A container without a task (stopped, or
+        between a crash and its restart) gets them at its next start.
+
+        Raises:
+            InvalidArgument: nothing to change, or a value Run would refuse
+                (cpu more than the node's CPUs, memory below 6 MiB...).
+            NotFound: no such container.
+            FailedPrecondition: it is going away or was never started, or
+                runc could not apply the limits (memory below its usage).
+        """
+        validate_identifier("namespace", namespace)
+        validate_identifier("container id", container_id)
+        if cpu == 0 and memory == 0:
+            raise InvalidArgument("update needs a new cpu or memory (0 leaves either as it is)")
+        check_cpu(cpu, self.host.facts)
+        check_memory(memory)
+        async with self.ops.locks.hold((namespace, container_id)):
+            record = await self._get(namespace, container_id)
+            if labels.going_away(record.labels) or labels.pending(record.labels):
+                raise FailedPrecondition(
+                    f"container {container_id} in namespace {namespace} is "
+                    + (
+                        "going away"
+                        if labels.going_away(record.labels)
+                        else "not made yet (its Run did not finish)"
+                    )
+                )
+            await self.ops.update_resources(namespace, container_id, record.spec or {}, memory, cpu)
 
     # -- Stats -----------------------------------------------------------------------------------------
 

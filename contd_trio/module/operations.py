@@ -17,17 +17,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from .. import logs
 from ..containerd import spec as oci
 from ..containerd.bundles import is_stale_bundle_error, remove_stale_bundle
-from ..containerd.client import Containerd, Exit
+from ..containerd.client import Containerd, Exit, ProcessState
 from ..errors import (
     AlreadyExists,
     ContainerdError,
@@ -383,6 +383,70 @@ class ContainerOps:
                 remove_stale_bundle, self.settings.containerd_state, namespace, container_id
             )
         return None
+
+    # -- Update -------------------------------------------------------------------------------
+
+    async def update_resources(
+        self, namespace: str, container_id: str, spec: Mapping[str, Any], memory: int, cpu: int
+    ) -> None:
+        """Set the container's memory and CPU limits (0 keeps one): on its
+        task when it runs (runc updates its cgroup, the process stays), and
+        in its stored spec, which Inspect reads and every restart starts
+        from. The caller holds the container's lock.
+
+        The task goes first (the kernel may refuse, e.g. memory below what
+        the container uses), the spec second; when the spec cannot be
+        stored, the task gets its old limits back, so the two never differ.
+
+        Raises:
+            FailedPrecondition: runc could not apply the limits (its words).
+            ContdError: containerd failed.
+        """
+        try:
+            state: ProcessState | None = await self.containerd.get_process(namespace, container_id)
+        except NotFound:
+            state = None
+        live = state is not None and state.status in ("running", "paused", "pausing")
+        # Not cut half-way by the caller's deadline: the task and the spec must agree.
+        with trio.CancelScope(shield=True):
+            await self._update_task_then_spec(namespace, container_id, spec, memory, cpu, live)
+        logs.event(
+            log,
+            logging.INFO,
+            "container limits updated",
+            ns=namespace,
+            id=container_id,
+            memory=memory,
+            cpu=cpu,
+            live=live,
+        )
+
+    async def _update_task_then_spec(
+        self, namespace: str, container_id: str, spec: Mapping[str, Any], memory: int, cpu: int, live: bool
+    ) -> None:
+        if live:
+            try:
+                await self.containerd.update_task(namespace, container_id, oci.linux_resources(memory, cpu))
+            except NotFound:
+                live = False  # it exited just now: the spec is all there is to change
+            except ContainerdError as exc:
+                raise FailedPrecondition(
+                    f"container {container_id} in namespace {namespace} cannot take the new limits: {exc}"
+                ) from None
+        try:
+            await self.containerd.update_spec(namespace, container_id, oci.with_resources(spec, memory, cpu))
+        except BaseException:
+            if live:
+                before = oci.read_spec(spec)
+                with (
+                    trio.CancelScope(shield=True),
+                    trio.move_on_after(CLEANUP_SECONDS),
+                    contextlib.suppress(ContdError),
+                ):
+                    await self.containerd.update_task(
+                        namespace, container_id, oci.linux_resources(before.memory, before.cpu)
+                    )
+            raise
 
     # -- Delete -------------------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ def container_methods(module: ContainerModule) -> dict[str, Method]:
         "LogsTail": Method(
             module.logs_tail, params=(S, S, gotypes.INT, gotypes.TIME), results=(LOG_CHUNK,), describe=_ns_id
         ),
+        # Update(ns, containerID string, cpu uint, memory uint64) error
+        "Update": Method(module.update, params=(S, S, gotypes.UINT, gotypes.UINT64), describe=_ns_id),
         # Stats(ns, containerID string) (ContainerStats, error)
         "Stats": Method(module.stats, params=(S, S), results=(CONTAINER_STATS,), describe=_ns_id),
     }

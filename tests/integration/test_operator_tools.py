@@ -532,3 +532,81 @@ async def test_ctrl_c_at_a_continuation_prompt_discards_the_input(
 
 def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0.05)[0])
+
+
+def memory_limit(ns: str, cid: str) -> int:
+    return int(cgroup_value(ns, cid, "memory", "memory.limit_in_bytes", "memory.max"))
+
+
+def cpu_quota(ns: str, cid: str) -> int:
+    return int(cgroup_value(ns, cid, "cpu", "cpu.cfs_quota_us", "cpu.max").split()[0])
+
+
+async def test_update_changes_the_limits_live_and_a_crash_restart_keeps_them(
+    daemon_config: Config, broker: str, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    config = dataclasses.replace(daemon_config, restart_delay=0.2)
+    async with open_daemon(config), open_client(broker) as bus:
+        contd = ContainerClient(bus, timeout=60)
+        go = GoCaller(broker)
+        await contd.run(ns, container(rootfs, netns_name, memory=64 << 20, cpu=1))
+        pid = (await contd.inspect(ns, "c1")).task.pid  # type: ignore[union-attr]
+        assert (memory_limit(ns, "c1"), cpu_quota(ns, "c1")) == (64 << 20, 100_000)
+
+        # Update(ns, containerID string, cpu uint, memory uint64) error, as Go sends it.
+        response = await go.call("Update", ns, "c1", 2, 96 << 20)
+        assert response.error is None and response.output.error is None, response
+        assert (memory_limit(ns, "c1"), cpu_quota(ns, "c1")) == (96 << 20, 200_000)
+        info = await contd.inspect(ns, "c1")
+        assert (info.memory, info.cpu, info.task.pid) == (96 << 20, 2, pid)  # type: ignore[union-attr]
+        # 0 leaves a limit as it is; contdctl does the same.
+        _, out, _ = await contdctl(broker, "update", ns, "c1", "--memory", "80M")
+        assert out == f"updated {ns}/c1\n"
+        assert (memory_limit(ns, "c1"), cpu_quota(ns, "c1")) == (80 << 20, 200_000)
+
+        # What Run refuses, Update refuses, and nothing changes.
+        refused = {
+            (0, 4096): "memory 4096 is below the minimum of 6291456 bytes (6 MiB)",
+            (0, 2**64 - 1): f"memory {2**64 - 1} is more than the largest limit",
+            (10_000, 0): "cpu 10000 is more than the",
+            (2**64 - 1, 0): f"cpu {2**64 - 1} is more than the",
+            (0, 0): "update needs a new cpu or memory",
+        }
+        for (cpu, memory), words in refused.items():
+            message = await go.error("Update", ns, "c1", cpu, memory)
+            assert message.startswith(words), message
+        assert "not found" in await go.error("Update", ns, "nosuch", 1, 0)
+        assert "not a valid identifier" in await go.error("Update", ns, "../x", 1, 0)
+        code, _, err = await contdctl(broker, "update", ns, "c1", "--cpu", "-1", check=False)
+        assert code == 2 and "--cpu -1 is negative" in err
+        # The kernel refuses a limit below what the container uses: said in runc's words.
+        fill = 'x=$(head -c 30000000 /dev/zero | tr "\\0" a); echo full'
+        hog = f"sh -c '{fill}; {UNTIL_TERM}'"
+        await contd.run(ns, container(rootfs, netns_name, name="hog", entrypoint=hog, memory=256 << 20))
+        await wait_until(lambda: _has_line(contd, ns, "hog", "full"))
+        message = await go.error("Update", ns, "hog", 0, 8 << 20)
+        assert "cannot take the new limits" in message and "unable to set memory limit" in message
+        assert memory_limit(ns, "hog") == 256 << 20 and (await contd.inspect(ns, "hog")).memory == 256 << 20
+        assert (memory_limit(ns, "c1"), cpu_quota(ns, "c1")) == (80 << 20, 200_000)
+
+        # A crash: supervision starts it again from the stored spec, new limits included.
+        os.kill(pid, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            task = (await contd.inspect(ns, "c1")).task
+            return task is not None and task.status == "running" and task.pid != pid and task.restarts == 1
+
+        await wait_until(restarted, timeout=30)
+        assert (memory_limit(ns, "c1"), cpu_quota(ns, "c1")) == (80 << 20, 200_000)
+        info = await contd.inspect(ns, "c1")
+        assert (info.memory, info.cpu) == (80 << 20, 2)
+
+        # One that is going away is left alone.
+        await contd.signal_delete(ns, "hog")
+        assert "going away" in await go.error("Update", ns, "hog", 1, 0)
+        await contd.delete(ns, "hog")
+        await contd.delete(ns, "c1")
+
+
+async def _has_line(contd: ContainerClient, ns: str, cid: str, text: str) -> bool:
+    return text in (await contd.logs(ns, cid)).splitlines()

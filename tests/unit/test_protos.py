@@ -50,7 +50,19 @@ def test_generated_code_is_up_to_date():
             tasks_pb2,
             "Tasks",
             "containerd.services.tasks.v1.Tasks",
-            {"Create", "Start", "Delete", "DeleteProcess", "Get", "List", "Kill", "Exec", "ListPids", "Wait"},
+            {
+                "Create",
+                "Start",
+                "Delete",
+                "DeleteProcess",
+                "Get",
+                "List",
+                "Kill",
+                "Exec",
+                "ListPids",
+                "Wait",
+                "Update",
+            },
         ),
         (events_pb2, "Events", "containerd.services.events.v1.Events", {"Publish", "Subscribe"}),
         (
@@ -167,6 +179,9 @@ def test_other_task_messages():
     assert numbers(tasks_pb2.DeleteResponse) == {"id": 1, "pid": 2, "exit_status": 3, "exited_at": 4}
     assert numbers(tasks_pb2.WaitResponse) == {"exit_status": 1, "exited_at": 2}
     assert numbers(task_pb2.ProcessInfo) == {"pid": 1, "info": 2}
+    assert numbers(tasks_pb2.UpdateTaskRequest) == {"container_id": 1, "resources": 2, "annotations": 3}
+    resources = tasks_pb2.UpdateTaskRequest.DESCRIPTOR.fields_by_name["resources"]
+    assert resources.message_type.full_name == "google.protobuf.Any"
 
 
 def test_container_field_numbers():
