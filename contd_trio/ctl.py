@@ -4,7 +4,8 @@
 
 The broker is also read from ``CONTD_BROKER``. Tables by default, ``--json``
 for scripts; the exit code is 0 on success, 1 when the daemon answered with
-an error (its text on stderr), 2 for a bad command line.
+an error (its text on stderr), 2 for a bad command line; ``exec`` exits with
+the process's code (see :data:`SYNOPSIS`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ from .zbus.gotypes import ArgumentTypeError
 from .zbus.transport import parse_broker_url
 
 Output = Callable[[Any], None]
+
+#: Every command in one screen: ``contdctl --help`` ends with it, and the
+#: README shows it (a test keeps the two the same).
+SYNOPSIS = """\
+contdctl [-broker URL] [--json] COMMAND ...
+  run --ns NS --name NAME --rootfs DIR --netns NETNS --entrypoint CMD [--env K=V]... [--mount SRC:DST]...
+      [--workdir D] [--cpu N] [--memory BYTES|256M] [--elevated] [--interactive] [--shutdown-timeout 5s]
+  run --ns NS --file spec.json|spec.toml       # a Container value, Go field names ("5s", "256M" allowed)
+  inspect NS ID | delete NS ID | signal-delete NS ID | ls NS | ns
+  exec NS ID [--timeout 10s] -- ARGS...        # its output, and its exit code (125: contdctl failed)
+  logs NS ID [--follow] [--tail N] [--since 10m|TIME] [--timestamps]
+  stats NS [ID...] [--no-stream]               # CPU %, memory usage / limit, PIDs
+  update NS ID [--memory SIZE] [--cpu N]       # new limits, live
+  status                                       # the zbus status object: objects, workers and what each does
+  events [--ns NS]                             # live
+"""
 
 #: exec's exit codes of its own, as docker exec's and timeout(1)'s: the
 #: daemon (or the command line) failed; the process ran past --timeout.
@@ -375,14 +392,17 @@ def parse_since(text: str, now: datetime.datetime | None = None) -> msgpack.Time
 
 
 def print_chunk(chunk: LogChunk, args: argparse.Namespace) -> None:
+    """Lines of output: stdout's to our stdout, stderr's to our stderr (in
+    their order, should both go to one terminal or file)."""
     if chunk.reset:
         note("the log started again (the container was made again, or its log files removed)")
     if chunk.lost:
         note(f"{chunk.lost} bytes of output were rotated away before they could be read")
+    previous = sys.stdout
     for line in chunk.lines:
         if args.json:
             record = {
-                "Time": plain(line.time),
+                "Time": nano_time(line.time),
                 "Stream": line.stream,
                 "Line": plain(line.text.encode("utf-8", "surrogateescape")),
             }
@@ -391,10 +411,12 @@ def print_chunk(chunk: LogChunk, args: argparse.Namespace) -> None:
             sys.stdout.write(json.dumps(record) + "\n")
             continue
         target = sys.stderr if line.stream == "stderr" else sys.stdout
+        if target is not previous:
+            previous.flush()
+            previous = target
         text = line.text.encode("utf-8", "surrogateescape") + (b"" if line.partial else b"\n")
         if args.timestamps:
             text = (nano_time(line.time) or "-").encode() + b" " + text
-        target.flush()
         target.buffer.write(text)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -557,7 +579,12 @@ def build_parser() -> argparse.ArgumentParser:
     # not reset what the top level read.
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
-    parser = _Parser(prog="contdctl", description="Talk to the container daemon over zbus.")
+    parser = _Parser(
+        prog="contdctl",
+        description="Talk to the container daemon over zbus.",
+        epilog="commands:\n" + SYNOPSIS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     add_client_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
