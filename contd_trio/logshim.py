@@ -132,7 +132,8 @@ INDEX_VERSION = b"v1"
 def stamp(now_ns: int) -> bytes:
     """A time as CRI log lines start: RFC 3339, UTC, nanoseconds."""
     seconds, nanos = divmod(now_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode() + b".%09dZ" % nanos
+    # Not strftime: it loads the C library's locale data, memory this process need not have.
+    return b"%04d-%02d-%02dT%02d:%02d:%02d.%09dZ" % (*time.gmtime(seconds)[:6], nanos)
 
 
 def read_index(path: str) -> tuple[str, dict[int, int]] | None:

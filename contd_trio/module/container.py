@@ -40,6 +40,8 @@ log = logging.getLogger("contd.module")
 MAX_SPEC_BYTES = 1024 * 1024
 #: Lines of output Logs gives back (0-OS: 100).
 LOG_LINES = 100
+#: The latest time a log line can carry (RFC 3339 has four digits of year).
+LAST_LOG_TIME_NS = 253402300799_999999999
 #: How much of an exec's output an error about it looks at.
 EXEC_ERROR_OUTPUT_BYTES = 64 * 1024
 
@@ -311,7 +313,8 @@ class ContainerModule:
         """
         await self._get(namespace, container_id)
         path = self.ops.paths.log_file(namespace, container_id)
-        since_ns = 0 if since == GO_ZERO_TIME else max(1, since.to_unix_nano())
+        # Before 1970 is any line; past the year 9999 none (the log's times stop there).
+        since_ns = 0 if since == GO_ZERO_TIME else min(max(1, since.to_unix_nano()), LAST_LOG_TIME_NS)
         chunk = await trio.to_thread.run_sync(read_tail, path, lines, since_ns)
         return _log_chunk(chunk)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ..logshim import INDEX_SUFFIX, read_index
+from ..logshim import INDEX_SUFFIX, read_index, stamp
 from .logfiles import rotated
 
 #: Lines a chunk holds unless the caller asks for fewer; the most it may ask.
@@ -47,6 +47,7 @@ _BLOCK = 64 * 1024
 #: such an end is a piece of a line written without an end (an old shim's).
 _UNFINISHED_LINE = 256 * 1024
 _MAX_OFFSET = 2**63 - 1
+_STAMP_WIDTH = len(stamp(0))
 _CURSOR = re.compile(r"([0-9a-z]{1,32}):([0-9]{1,19})")
 _CRI = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z (stdout|stderr) ([PF]) ")
 
@@ -272,13 +273,13 @@ class LogStream:
         start = self._whole_end()
         if lines == 0:
             return start
+        # The shim's times have one width, so as bytes they sort as times do.
+        since = stamp(since_ns) if since_ns else b""
         for count, (offset, raw) in enumerate(self._lines_backwards()):
             if 0 < lines <= count:
                 break
-            if since_ns:
-                time_ns = parse_record(raw).time_ns
-                if time_ns is None or time_ns < since_ns:
-                    break
+            if since and not (raw[_STAMP_WIDTH : _STAMP_WIDTH + 1] == b" " and raw[:_STAMP_WIDTH] >= since):
+                break  # older (or without a time: older still)
             start = offset
         return start
 

@@ -131,6 +131,11 @@ async def test_the_new_methods_with_go_shaped_payloads(
     assert (chunk["More"], chunk["Lost"], chunk["Reset"]) == (False, 0, False)
     later = msgpack.Timestamp.from_unix_nano(line["Time"].to_unix_nano() + 1)
     assert (await go.result("LogsTail", ns, "c1", -1, later))["Lines"] == []
+    # Times past what a log can hold, or before 1970: nothing, and everything.
+    assert (await go.result("LogsTail", ns, "c1", -1, msgpack.Timestamp(2**40, 0)))["Lines"] == []
+    assert len((await go.result("LogsTail", ns, "c1", -1, msgpack.Timestamp(-(2**40), 0)))["Lines"]) == 3
+    assert len((await go.result("LogsTail", ns, "c1", -(2**63), codec.GO_ZERO_TIME))["Lines"]) == 3
+    assert len((await go.result("LogsFrom", ns, "c1", "", 2**63 - 1))["Lines"]) == 3
 
     # LogsFrom(ns, containerID string, cursor string, max int) (LogChunk, error)
     first = await go.result("LogsFrom", ns, "c1", "", 1)
