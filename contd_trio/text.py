@@ -23,6 +23,15 @@ def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
     return text[: max(limit - 1, 0)] + _ELLIPSIS
 
 
+def shorten_middle(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters in its middle: the head and the
+    tail (where a message usually says why) are kept."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return text[:head] + _ELLIPSIS + text[len(text) - (limit - 1 - head) :]
+
+
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     """A caller's value as errors show it: quoted like ``repr`` (so control
     characters and invalid UTF-8 appear as escapes), and at most ``limit``

@@ -34,7 +34,7 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 
 from .. import errors
-from ..text import shorten
+from ..text import shorten_middle
 
 #: The metadata key that carries the containerd namespace of a call.
 NAMESPACE_HEADER = "containerd-namespace"
@@ -64,13 +64,14 @@ _MEANINGLESS_SUFFIX = ": unknown"
 
 
 #: containerd's messages can quote what it was given (runc echoes a whole
-#: argv): a caller's 1 MB argument must not come back as a 1 MB error.
+#: argv): a caller's 1 MB argument must not come back as a 1 MB error. They
+#: are cut in the middle: their end says why.
 MAX_MESSAGE_CHARS = 1000
 
 
 def error_from_status(status: Status, message: str | None) -> errors.ContdError:
     """The daemon's error for a gRPC status from containerd."""
-    text = shorten(message or status.name.lower().replace("_", " "), MAX_MESSAGE_CHARS)
+    text = shorten_middle(message or status.name.lower().replace("_", " "), MAX_MESSAGE_CHARS)
     if text.endswith(_MEANINGLESS_SUFFIX) and len(text) > len(_MEANINGLESS_SUFFIX):
         text = text[: -len(_MEANINGLESS_SUFFIX)]
     if status is Status.UNKNOWN and text.startswith("context deadline exceeded"):

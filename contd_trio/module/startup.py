@@ -79,6 +79,10 @@ def parse_startup(text: str) -> Startup | None:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _fail(str(exc)) from exc
+    except RecursionError:
+        # tomllib parses nested arrays and tables by recursion: a file of a
+        # few thousand brackets would otherwise end the request as a bug.
+        raise _fail("nested too deeply") from None
     startup = _typed(document, "startup", dict, "")
     entry = _typed(startup or {}, "entry", dict, "startup.")
     if entry is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 from ..errors import InvalidArgument
+from ..text import quote
 from .types import Container
 
 #: The longest single string accepted (Linux's own limit on one argument or
@@ -24,6 +25,9 @@ from .types import Container
 MAX_TEXT_BYTES = 128 * 1024
 #: The most list entries (env, mounts, backends, exec args) accepted.
 MAX_ITEMS = 4096
+#: The most bytes an argument list takes together (execve's limit is about 2 MiB
+#: with the environment; containerd's messages, 16 MiB).
+MAX_ARGS_BYTES = 1024 * 1024
 
 
 def is_utf8(text: str) -> bool:
@@ -88,6 +92,26 @@ def check_container(container: Container) -> None:
         check_text(field, value)
 
 
+#: The longest path and the longest name in it the kernel takes (PATH_MAX, NAME_MAX).
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+
+
+def check_program(field: str, program: str) -> None:
+    """The program of a process (``argv[0]``) can name a file at all: runc
+    would fail on it late (and quote it whole in its error).
+
+    Raises:
+        InvalidArgument: file name too long.
+    """
+    encoded = program.encode("utf-8", "surrogateescape")
+    if len(encoded) >= MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise InvalidArgument(
+            f"{field}: the program {quote(program)} cannot be run: file name too long "
+            f"(paths take at most {MAX_PATH_BYTES - 1} bytes, names {MAX_NAME_BYTES})"
+        )
+
+
 def check_args(field: str, args: Iterable[str]) -> None:
     """An argument list (Exec's ``args ...string``).
 
@@ -97,7 +121,13 @@ def check_args(field: str, args: Iterable[str]) -> None:
     """
     args = list(args)
     _check_items(field, args)
+    total = 0
     for i, arg in enumerate(args):
         check_text(f"{field}[{i}]", arg)
         if "\0" in arg:  # execve takes C strings: runc would refuse it late
             raise InvalidArgument(f"{field}[{i}]: contains a NUL character")
+        total += len(arg.encode("utf-8", "surrogateescape")) + 1
+    if total > MAX_ARGS_BYTES:
+        raise InvalidArgument(f"{field}: {total} bytes together, more than {MAX_ARGS_BYTES} allowed")
+    if args:
+        check_program(f"{field}[0]", args[0])

@@ -49,7 +49,7 @@ from .mount_policy import (
 )
 from .startup import STARTUP_FILE, merge_env, parse_startup
 from .types import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_SHUTDOWN_TIMEOUT_NS, Container
-from .untrusted import check_container
+from .untrusted import check_container, check_program
 
 #: containerd's identifier rule (``identifiers.Validate``), for namespaces
 #: and container ids alike.
@@ -392,6 +392,8 @@ def prepare_run(namespace: str, container: Container, host: HostView) -> RunPlan
     if _byte_length(working_dir) > MAX_PATH:
         raise InvalidArgument(f"working dir {quote(working_dir)} is longer than {MAX_PATH} bytes")
     args = list(COREX_ARGS) if container.interactive else _split_entrypoint(entrypoint)
+    if args:
+        check_program("Entrypoint", args[0])
     env = effective_env(env)
     # An interactive container's entrypoint is only recorded: bound it as one.
     _check_exec_size([*args, entrypoint] if container.interactive else args, env)
