@@ -23,12 +23,12 @@ from .. import logs
 from ..containerd import spec as oci
 from ..containerd.client import ContainerRecord, ProcessState
 from ..errors import ExecFailed, FailedPrecondition, InvalidArgument, NotFound
-from ..text import format_duration, quote, shorten
+from ..text import format_duration, quote, shorten, shorten_front
 from ..zbus.codec import GO_ZERO_TIME
 from . import labels, spec_mapping
 from .exec_runner import OUTPUT_LIMIT, ExecResult, ExecRunner
 from .logstream import CHUNK_LINES, MAX_CHUNK_LINES, Chunk, CursorError, last_lines, read_after, read_tail
-from .operations import ERROR_OUTPUT_LINES, ContainerOps
+from .operations import ERROR_OUTPUT_CHARS, ERROR_OUTPUT_LINES, ContainerOps
 from .stats import CGROUP_ROOT, read_cgroup
 from .types import Container, ContainerStats, ExecOutput, LogChunk, LogLine, TaskState, go_time
 from .untrusted import check_args, check_text
@@ -38,12 +38,14 @@ log = logging.getLogger("contd.module")
 
 #: The largest OCI spec Run sends (containerd's own limit on a message is 16 MiB).
 MAX_SPEC_BYTES = 1024 * 1024
-#: Lines of output Logs gives back (0-OS: 100).
+#: Lines of output Logs gives back (0-OS: 100), and the most bytes of them
+#: (a line is whatever came before a newline, so it may be any size).
 LOG_LINES = 100
+LOG_BYTES = 48 * 1024
 #: The latest time a log line can carry (RFC 3339 has four digits of year).
 LAST_LOG_TIME_NS = 253402300799_999999999
 #: How much of an exec's output an error about it looks at.
-EXEC_ERROR_OUTPUT_BYTES = 64 * 1024
+EXEC_ERROR_OUTPUT_BYTES = 16 * 1024
 
 
 class ContainerModule:
@@ -275,7 +277,7 @@ class ContainerModule:
         """
         await self._get(namespace, container_id)
         path = self.ops.paths.log_file(namespace, container_id)
-        return await trio.to_thread.run_sync(last_lines, path, LOG_LINES)
+        return await trio.to_thread.run_sync(last_lines, path, LOG_LINES, LOG_BYTES)
 
     async def logs_from(self, namespace: str, container_id: str, cursor: str, max_lines: int) -> LogChunk:
         """The lines of the container's output after ``cursor`` (one a
@@ -406,7 +408,7 @@ def _quoted(result: ExecResult) -> str:
     """The last lines an exec wrote (to stderr, or else stdout), for an error."""
     output = result.stderr if result.stderr.strip() else result.stdout
     lines = output.decode("utf-8", "replace").splitlines()[-ERROR_OUTPUT_LINES:]
-    text = "\n".join(lines).strip()
+    text = shorten_front("\n".join(lines).strip(), ERROR_OUTPUT_CHARS)
     return f"; output: {text}" if text else ""
 
 

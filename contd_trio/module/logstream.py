@@ -380,10 +380,19 @@ def read_tail(log_path: Path, lines: int, since_ns: int) -> Chunk:
         return stream.read(stream.cursor(start))
 
 
-def last_lines(log_path: Path, count: int) -> str:
+def last_lines(log_path: Path, count: int, max_bytes: int) -> str:
     """The last ``count`` lines as text, as 0-OS's Logs gives them (a long
-    line's pieces joined again)."""
+    line's pieces joined again), and at most ``max_bytes`` of it: the oldest
+    line there is cut at its front. Only that much of the log is read."""
+    texts: list[bytes] = []
+    used = 0
     with LogStream(log_path) as stream:
-        start = stream.tail_start(count)
-        records = stream.read(stream.cursor(start), count, max_bytes=count * (_UNFINISHED_LINE + 64)).records
-    return "".join(r.text.decode("utf-8", "replace") + ("" if r.partial else "\n") for r in records)
+        for number, (_, raw) in enumerate(stream._lines_backwards()):
+            if number >= count or used >= max_bytes:
+                break
+            record = parse_record(raw)
+            text = record.text if record.partial else record.text + b"\n"
+            text = text[max(0, len(text) - (max_bytes - used)) :]
+            texts.append(text)
+            used += len(text)
+    return b"".join(reversed(texts)).decode("utf-8", "replace")

@@ -37,6 +37,7 @@ from ..errors import (
     NotFound,
 )
 from ..taskgroups import wait_any
+from ..text import shorten_front
 from . import labels, spec_mapping
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
@@ -62,6 +63,8 @@ CLEANUP_SECONDS = 20.0
 KILL_BUDGET_SECONDS = KILL_GRACE_SECONDS + 10.0
 #: Lines of output quoted in an error (an entrypoint or exec that failed).
 ERROR_OUTPUT_LINES = 10
+#: ... and at most this many characters of them (output need have no newline).
+ERROR_OUTPUT_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -526,5 +529,6 @@ class ContainerOps:
 
 
 async def _quoted_output(path: Path) -> str:
-    text = (await trio.to_thread.run_sync(last_lines, path, ERROR_OUTPUT_LINES)).strip()
+    text = await trio.to_thread.run_sync(last_lines, path, ERROR_OUTPUT_LINES, ERROR_OUTPUT_CHARS)
+    text = shorten_front(text.strip(), ERROR_OUTPUT_CHARS)
     return f"; output: {text}" if text else ""

@@ -80,7 +80,19 @@ def test_a_line_longer_than_64_kib_comes_in_pieces(tmp_path: Path) -> None:
         (long_line[logshim.MAX_LINE :], False),
         (b"short", False),
     ]
-    assert last_lines(path, 3) == long_line.decode() + "\nshort\n"
+    assert last_lines(path, 3, 1 << 20) == long_line.decode() + "\nshort\n"
+    # At most so many bytes of text: the oldest line given is cut at its front.
+    assert last_lines(path, 3, 100) == "x" * 93 + "\nshort\n"
+
+
+def test_the_last_lines_of_output_without_newlines_are_bounded_in_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    logfile, stream = shim_log(path, max_bytes=10 * 1024 * 1024)
+    for _ in range(60):  # about 4 MB, not one line break
+        stream.feed(b"y" * logshim.MAX_LINE, logfile, NOW)
+    logfile.close()
+    text = last_lines(path, 100, 48 * 1024)
+    assert text == "y" * (48 * 1024)
 
 
 def test_rotation_keeps_whole_lines_and_indexes_where_each_file_starts(tmp_path: Path) -> None:
@@ -233,7 +245,7 @@ def test_logs_written_before_the_index_are_read_as_plain_lines(tmp_path: Path) -
     assert texts(chunk.records) == ["old 1", "old 2", "new 1"]
     assert chunk.cursor == Cursor(NO_STREAM, len("old 1\nold 2\nnew 1\n"))
     assert all(r.time_ns is None and r.stream == "" for r in chunk.records)
-    assert last_lines(path, 2) == "old 2\nnew 1\n"
+    assert last_lines(path, 2, 1 << 20) == "old 2\nnew 1\n"
     # Its next shim starts a stream of its own, where both files are kept.
     logfile, stream = shim_log(path)
     write_lines(logfile, stream, ["newer"])
@@ -273,7 +285,7 @@ def test_files_removed_by_hand(tmp_path: Path) -> None:
     assert texts(chunk.records) == ["c", "d", "e"] and chunk.lost == 0 and not chunk.reset
     chunk = read_after(path, str(read_a), 100)  # "b" went with the removed file
     assert texts(chunk.records) == ["c", "d", "e"] and chunk.lost == HEAD + 2
-    assert last_lines(tmp_path / "other.log", 10) == ""  # no log at all
+    assert last_lines(tmp_path / "other.log", 10, 1 << 20) == ""  # no log at all
 
 
 @pytest.mark.parametrize(
@@ -326,6 +338,6 @@ def test_tails_read_backwards_past_their_block(tmp_path: Path) -> None:
     write_lines(logfile, stream, lines)
     logfile.close()
     assert texts(read_tail(path, 100, 0).records) == lines[-100:]
-    assert last_lines(path, 2) == "".join(f"{line}\n" for line in lines[-2:])
+    assert last_lines(path, 2, 1 << 20) == "".join(f"{line}\n" for line in lines[-2:])
     chunk = read_after(path, "", 250)
     assert texts(chunk.records) == lines[:250] and chunk.more
