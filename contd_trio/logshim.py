@@ -15,7 +15,20 @@ costs about 3.5 MB of unique memory when 20 run (``signal``, ``socket``,
 ``selectors`` and ``urllib`` would add 2 MB more through ``enum`` and
 ``re``). Arguments come from the URI's query, in any order: ``--log PATH
 --max-bytes N`` and, per log backend i, ``--stdout.<i>
-redis://host:port/channel --stderr.<i> redis://host:port/channel``.
+redis://host:port/channel --stderr.<i> redis://host:port/channel``, with
+``--netns PATH``, the container's network namespace.
+
+A log backend is the tenant's: the shim joins the container's network
+namespace (setns) before it opens any connection, so it reaches only what
+the container itself could, never the host's loopback or networks. A shim
+that cannot join it forwards nothing (the lines stay in the log file). A
+backend costs the shim a bounded wait per round (connect, send, answer:
+``BACKEND_SECONDS``) and bounded memory (lines kept while it is away, in
+count and bytes); one that misbehaves is dropped and tried again later.
+
+A full disk neither ends the shim nor blocks the container: lines that
+cannot be written are dropped and counted, the shim keeps reading, and once
+a write succeeds again a line in the log says how many were lost.
 
 Each line is written as the CRI log format has it (what containerd's CRI
 plugin writes for Kubernetes): ``<time> <stream> <F|P> <text>``, the time
@@ -54,9 +67,19 @@ STDOUT_FD, STDERR_FD, READY_FD = 3, 4, 5
 READ_SIZE = 64 * 1024
 #: A line longer than this is written (and forwarded) in pieces.
 MAX_LINE = 64 * 1024
-#: Lines kept for Redis while it is unreachable; the oldest go first past it.
+#: Lines, and bytes of them, kept for Redis while it is unreachable; the
+#: oldest go first past either. This memory is the node's, not the tenant's.
 MAX_PENDING_LINES = 10_000
+MAX_PENDING_BYTES = 2 * 1024 * 1024
+#: A Redis gets this long to connect, take a batch and answer it; a batch
+#: is at most this much (more waits for the next round).
+BACKEND_SECONDS = 2.0
+MAX_BATCH_BYTES = 1024 * 1024
+#: The most an answer to a PUBLISH may take (":<count>\r\n").
+MAX_REPLY_BYTES = 32
 RETRY_FIRST, RETRY_MAX = 0.5, 5.0
+#: setns(2)'s flag for a network namespace.
+CLONE_NEWNET = 0x40000000
 
 
 def log(message: str) -> None:
@@ -180,7 +203,12 @@ def _identity(path: str) -> tuple[int, int] | None:
 
 class LogFile:
     """An append-only log, rotated at ``max_bytes`` (one old file kept);
-    ``indexed``: with the index of where each file starts in the stream."""
+    ``indexed``: with the index of where each file starts in the stream.
+
+    A write that fails (the disk is full) drops its lines and counts them;
+    the next write that succeeds first ends a line cut short and, in an
+    indexed log, says how many lines were lost. The shim goes on reading
+    meanwhile, so the container never blocks on, or dies of, a full disk."""
 
     def __init__(self, path: str, max_bytes: int, indexed: bool = False) -> None:
         self.path = path
@@ -192,11 +220,19 @@ class LogFile:
         #: Where this file starts in the container's output stream, and that stream's id.
         self.start = 0
         self.stream_id = ""
+        #: Lines dropped since the last write that succeeded, and why.
+        self.lost = 0
+        self.lost_reason = ""
+        #: Whether the file ends with a whole line (a failed write may cut one).
+        self.at_line_start = True
         if self.index:
             self._resume()
         self._open()
         if self.index:
-            self._index_current()
+            try:
+                self._index_current()
+            except OSError as exc:  # no room for the index: readers see a log without one
+                log(f"cannot write the index of {path}: {exc}")
 
     def _open(self) -> None:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -229,6 +265,9 @@ class LogFile:
     def write(self, data: bytes) -> None:
         """Append whole lines, rotating between two lines whenever the next
         ones would not fit (a single line longer than the cap goes alone)."""
+        if (self.lost or (self.index and not self.at_line_start)) and not self._recover():
+            self._drop(data, "")
+            return
         while data:
             room = self.max_bytes - self.size
             if len(data) <= room:
@@ -237,34 +276,83 @@ class LogFile:
             cut = data.rfind(b"\n", 0, room) + 1
             if cut == 0 and self.size == 0:
                 cut = data.find(b"\n") + 1 or len(data)  # one over-long line: alone
-            if cut:
-                self._append(data[:cut])
-                data = data[cut:]
-            self.rotate()
+            if cut and not self._append(data[:cut]):
+                self._drop(data[cut:], "")
+                return
+            data = data[cut:]
+            if not self.rotate():
+                self._drop(data, "")
+                return
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes) -> bool:
+        """Write all of ``data``; False when the file refused some (dropped, counted)."""
         view = memoryview(data)
         while view:
-            written = os.write(self.fd, view)
+            try:
+                written = os.write(self.fd, view)
+            except OSError as exc:
+                self._drop(view, exc.strerror or str(exc))
+                return False
+            if written:
+                self.at_line_start = view[written - 1] == 10
+            self.size += written
             view = view[written:]
-        self.size += len(data)
+        return True
 
-    def rotate(self) -> None:
+    def _drop(self, data: bytes | memoryview, reason: str) -> None:
+        if not self.lost and reason:
+            log(f"cannot write {self.path}: {reason}; dropping lines until it can")
+        self.lost += bytes(data).count(b"\n")
+        self.lost_reason = reason or self.lost_reason
+
+    def _recover(self) -> bool:
+        """Before the next lines: end a line cut short and, in an indexed
+        log, note how many were lost. False while the file still refuses."""
+        lost, reason = self.lost, self.lost_reason
+        note = b"" if self.at_line_start or not self.index else b"\n"
+        if lost and self.index:
+            note += b"%s stderr F contd-logshim: %d lines of output were lost: %s\n" % (
+                stamp(time.time_ns()),
+                lost,
+                reason.encode(),
+            )
+        self.lost = 0
+        if not self._append(note):
+            self.lost = lost  # the note is not a line of the container's
+            return False
+        if lost:
+            log(f"writing {self.path} again; {lost} lines were lost")
+        return True
+
+    def rotate(self) -> bool:
+        """Start a new file, the current one kept as ``.1``; False when
+        there is no room for the new file or the index (the current goes on)."""
         if not self.index:
             os.close(self.fd)
             self._rename(self.path, self.path + ".1")
             self._open()
-            return
+            return True
         # The new file is made and indexed before it takes the log's name.
         pending = self.path + ".new"
-        fd = os.open(pending, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        try:
+            fd = os.open(pending, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            self._drop(b"", exc.strerror or str(exc))
+            return False
         inode = os.fstat(fd).st_ino
         start = self.start + self.size
-        write_index(self.index, self.stream_id, [(inode, start), (self.inode, self.start)])
+        try:
+            write_index(self.index, self.stream_id, [(inode, start), (self.inode, self.start)])
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(pending)
+            self._drop(b"", exc.strerror or str(exc))
+            return False
         os.close(self.fd)
         self._rename(self.path, self.path + ".1")
         os.replace(pending, self.path)
         self.fd, self.inode, self.start, self.size = fd, inode, start, 0
+        return True
 
     @staticmethod
     def _rename(source: str, target: str) -> None:
@@ -279,7 +367,11 @@ class LogFile:
 
 
 class RedisChannel:
-    """PUBLISHes lines on one channel of one Redis, keeping them while it is away."""
+    """PUBLISHes lines on one channel of one Redis, keeping them while it is
+    away (bounded in lines and bytes; the oldest go first). A Redis that is
+    slow, silent or answers nonsense costs the log at most
+    ``BACKEND_SECONDS`` per round: the connection is dropped and tried again
+    later, longer and longer apart."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -288,27 +380,41 @@ class RedisChannel:
             raise SystemExit(f"contd-logshim: {url!r} is not redis://host:port/channel") from None
         self.address = (host, port)
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.dropped = 0
         self.sock: _socket.socket | None = None
         self.retry_at = 0.0
         self.delay = RETRY_FIRST
+        #: Not to be reached at all (the container's network could not be joined).
+        self.disabled = False
 
     def add(self, line: bytes) -> None:
+        if self.disabled:
+            self.dropped += 1
+            return
         self.pending.append(line)
-        if len(self.pending) > MAX_PENDING_LINES:
-            excess = len(self.pending) - MAX_PENDING_LINES
+        self.pending_bytes += len(line)
+        excess = 0
+        while len(self.pending) - excess > MAX_PENDING_LINES or (
+            self.pending_bytes > MAX_PENDING_BYTES and len(self.pending) - excess > 1
+        ):
+            self.pending_bytes -= len(self.pending[excess])
+            excess += 1
+        if excess:
             del self.pending[:excess]
             self.dropped += excess
 
     def flush(self, now: float) -> None:
         if not self.pending or now < self.retry_at:
             return
+        deadline = time.monotonic() + BACKEND_SECONDS
         try:
             if self.sock is None:
-                self.sock = connect(self.address)
-            lines = list(self.pending)
+                self.sock = connect(self.address, BACKEND_SECONDS)
+            lines = self._batch()
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             self.sock.sendall(b"".join(self._publish(line) for line in lines))
-            self._read_replies(len(lines))
+            self._read_replies(len(lines), deadline)
         except OSError as exc:
             if self.sock is not None:
                 self.sock.close()
@@ -321,10 +427,19 @@ class RedisChannel:
             self.delay = min(self.delay * 2, RETRY_MAX)
             return
         del self.pending[: len(lines)]
+        self.pending_bytes -= sum(len(line) for line in lines)
         self.delay = RETRY_FIRST
         if self.dropped:
             log(f"dropped {self.dropped} lines while redis was unreachable")
             self.dropped = 0
+
+    def _batch(self) -> list[bytes]:
+        size = 0
+        for count, line in enumerate(self.pending):
+            size += len(line)
+            if count and size > MAX_BATCH_BYTES:
+                return self.pending[:count]
+        return list(self.pending)
 
     def _publish(self, line: bytes) -> bytes:
         return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
@@ -334,23 +449,32 @@ class RedisChannel:
             line,
         )
 
-    def _read_replies(self, count: int) -> None:
+    def _read_replies(self, count: int, deadline: float) -> None:
+        """Read ``count`` answers, by ``deadline``, of a bounded size."""
         assert self.sock is not None
-        data = b""
+        data = bytearray()
+        limit = count * MAX_REPLY_BYTES
         while data.count(b"\r\n") < count:
-            chunk = self.sock.recv(65536)
+            if len(data) > limit:
+                raise OSError(errno.EPROTO, f"redis answered {count} PUBLISH with more than {limit} bytes")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OSError(errno.ETIMEDOUT, "redis did not answer in time")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(limit + 1 - len(data) + 2)
             if not chunk:
                 raise OSError(errno.ECONNRESET, "redis closed the connection")
             data += chunk
-        if b"-" in data[:1] or b"\r\n-" in data:
-            raise OSError(errno.EPROTO, "redis refused PUBLISH: " + data.decode(errors="replace").strip())
+        if data[:1] == b"-" or b"\r\n-" in data:
+            reply = bytes(data[:200]).decode(errors="replace").strip()
+            raise OSError(errno.EPROTO, "redis refused PUBLISH: " + reply)
 
 
-def connect(address: tuple[str, int]) -> _socket.socket:
+def connect(address: tuple[str, int], timeout: float) -> _socket.socket:
     error: OSError = OSError(errno.EHOSTUNREACH, f"no address for {address[0]}")
     for family, kind, proto, _, sockaddr in _socket.getaddrinfo(*address, 0, _socket.SOCK_STREAM):
         sock = _socket.socket(family, kind, proto)
-        sock.settimeout(2)
+        sock.settimeout(timeout)
         try:
             sock.connect(sockaddr)
             return sock
@@ -358,6 +482,26 @@ def connect(address: tuple[str, int]) -> _socket.socket:
             sock.close()
             error = exc
     raise error
+
+
+def join_network(path: str) -> None:
+    """Enter the network namespace at ``path`` (the container's): a tenant's
+    log backend is reached from the tenant's network, never the host's.
+
+    Raises:
+        OSError: it could not be opened or joined.
+    """
+    # Imported only here (a shim with backends): ctypes costs this process memory.
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"setns {path}: {os.strerror(code)}")
+    finally:
+        os.close(fd)
 
 
 class Stream:
@@ -417,6 +561,14 @@ def serve(options: dict[str, str]) -> int:
         urls = [url for key, url in sorted(options.items()) if key.split(".")[0] == name and url]
         backends = [channels.setdefault(url, RedisChannel(url)) for url in urls]
         streams.append(Stream(fd, backends, raw, name.encode()))
+    if channels and options.get("netns"):
+        try:
+            join_network(options["netns"])
+        except OSError as exc:
+            # Never from the host's network instead: the lines stay in the log file only.
+            log(f"not forwarding to any log backend: cannot join the container's network: {exc}")
+            for channel in channels.values():
+                channel.disabled = True
 
     stopping = []
     _signal.signal(_signal.SIGTERM, lambda *_: stopping.append(True))

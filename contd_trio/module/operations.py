@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import posixpath
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ class RunSettings:
         start_settle: how long a new entrypoint must stay up for Run to succeed.
         start_event_wait: how long Run waits for containerd's TaskStart before
             asking containerd for the task's state itself.
+        netns_dir: where a container's network namespace (a name) is; its
+            log shim reaches the log backends from there.
     """
 
     logshim: Path
@@ -107,6 +110,7 @@ class RunSettings:
     containerd_state: Path | None = None
     start_settle: float = 0.25
     start_event_wait: float = 2.0
+    netns_dir: str = "/var/run/netns"
 
 
 class ContainerOps:
@@ -205,7 +209,11 @@ class ContainerOps:
         log_file = self.paths.log_file(namespace, container_id)
         await trio.to_thread.run_sync(lambda: log_file.parent.mkdir(parents=True, exist_ok=True))
         uri = task_output_uri(
-            self.settings.logshim, log_file, self.settings.log_max_bytes, container.logs or ()
+            self.settings.logshim,
+            log_file,
+            self.settings.log_max_bytes,
+            container.logs or (),
+            netns=posixpath.join(self.settings.netns_dir, container.network.namespace),
         )
         with self.lifecycle.starting(namespace, container_id) as waiter:
             with trio.CancelScope(shield=True):
