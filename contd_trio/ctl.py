@@ -683,6 +683,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXEC_FAILED if args.command == "exec" else 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as other tools do;
+        # what is still buffered must not fail again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
