@@ -326,8 +326,10 @@ async def play_console(step: Step, place: Place, line: int) -> None:
                 else:
                     os.write(master, entry.encode() + b"\r")
             elif text.startswith("^C"):
+                # The line before it, as a row of its own: not the echo of
+                # the input that prints it (Ctrl-C would come before the run).
                 shown_before = expected[index - 1]
-                await until(lambda s, t=shown_before: t in s, repr(shown_before))
+                await until(lambda s, t=shown_before: t in s.split("\n")[:-1], repr(shown_before))
                 os.write(master, b"\x03")
         await until(lambda s, n=typed + 1: _prompt_count(s) >= n, "the last prompt")
         os.write(master, b"\x04")
