@@ -618,10 +618,13 @@ def serve(options: dict[str, str]) -> int:
 
     for stream in streams:
         stream.finish(logfiles[stream.fd])
-    # Last chance for the lines still held for Redis (bounded: the shim waits 12 s).
+    # Last chance for the lines still held for Redis (bounded: the runc shim
+    # waits 12 s for us, and a round with one backend may take BACKEND_SECONDS).
     deadline = time.monotonic() + 5
     while any(c.pending for c in channels.values()) and time.monotonic() < deadline:
         for channel in channels.values():
+            if time.monotonic() >= deadline:
+                break
             channel.retry_at = 0.0
             channel.flush(time.monotonic())
         time.sleep(0.2)
