@@ -214,6 +214,8 @@ class LogStream:
         else:
             if self.end_known and cursor.offset > self.end:
                 raise CursorError(f"it is past the end of the output ({self.end} bytes so far)")
+            if not self._starts_line(cursor.offset):
+                raise CursorError("it points into the middle of a line: no read of this log gave it")
             position = cursor.offset
         if position < self.oldest:
             chunk.lost, position = self.oldest - position, self.oldest
@@ -231,6 +233,24 @@ class LogStream:
         lines.close()
         chunk.cursor = self.cursor(position)
         return chunk
+
+    def _starts_line(self, offset: int) -> bool:
+        """Whether a chunk could have ended at ``offset``: a file's start or
+        end, right after a line break, or after a piece of a line written
+        without one (what is no longer kept cannot be checked: it is lost)."""
+        for segment in self.segments:
+            if offset == segment.start or (offset == segment.end and not segment.newest):
+                return True
+        for segment in self.segments:
+            if segment.start < offset <= segment.end:
+                before = offset - segment.start
+                segment.file.seek(before - 1)
+                if segment.file.read(1) == b"\n":
+                    return True
+                window = min(before, _UNFINISHED_LINE + 1)
+                segment.file.seek(before - window)
+                return window > _UNFINISHED_LINE and b"\n" not in segment.file.read(window)
+        return True
 
     def _lines_from(self, position: int) -> Generator[tuple[int, bytes, int], None, None]:
         """(start, line, end) of every whole line from ``position`` on."""

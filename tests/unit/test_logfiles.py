@@ -341,3 +341,28 @@ def test_tails_read_backwards_past_their_block(tmp_path: Path) -> None:
     assert last_lines(path, 2, 1 << 20) == "".join(f"{line}\n" for line in lines[-2:])
     chunk = read_after(path, "", 250)
     assert texts(chunk.records) == lines[:250] and chunk.more
+
+
+def test_every_cursor_a_read_gave_is_taken_and_no_other_offset(tmp_path: Path) -> None:
+    """A forged cursor into the middle of a line is refused; every cursor
+    a read gives is taken: after a line break, at a rotated file's end
+    without one, and after a piece of a line written without one."""
+    path = tmp_path / "c.log"
+    rotated(path).write_bytes(b"old 1\nh\xc3\xa9 2")  # a rotated file ending without a break
+    endless = b"x" * (300 * 1024)
+    path.write_bytes(b"new 1\n" + endless)
+    given, cursor = set(), ""
+    while True:
+        chunk = read_after(path, cursor, 1)
+        if not chunk.records:
+            break
+        cursor = str(chunk.cursor)
+        given.add(chunk.cursor.offset)
+    end = len(b"old 1\nh\xc3\xa9 2new 1\n") + len(endless)
+    assert max(given) == end
+    for offset in range(1, len(b"old 1\nh\xc3\xa9 2new 1\n") + 2):
+        if offset in given:
+            read_after(path, f"{NO_STREAM}:{offset}", 1)
+        else:
+            with pytest.raises(CursorError, match="middle of a line"):
+                read_after(path, f"{NO_STREAM}:{offset}", 1)
