@@ -57,6 +57,8 @@ contdctl [-broker URL] [--json] COMMAND ...
 #: daemon (or the command line) failed; the process ran past --timeout.
 EXEC_FAILED = 125
 EXEC_TIMED_OUT = 124
+#: The largest values the wire's integers hold (Go's int64 and uint64).
+MAX_INT64, MAX_UINT64 = 2**63 - 1, 2**64 - 1
 
 
 class UsageError(Exception):
@@ -274,6 +276,8 @@ async def cmd_update(contd: ContainerClient, args: argparse.Namespace, out: Outp
         memory = parse_size(args.memory) if args.memory is not None else 0
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if (args.cpu or 0) > MAX_UINT64 or memory > MAX_UINT64:
+        raise UsageError("--cpu and --memory must each fit in 64 bits")
     await contd.update(args.namespace, args.id, cpu=args.cpu or 0, memory=memory)
     out({"Updated": args.id} if args.json else f"updated {args.namespace}/{args.id}")
 
@@ -293,6 +297,8 @@ async def cmd_exec(contd: ContainerClient, args: argparse.Namespace, out: Output
         timeout = parse_duration(args.timeout)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if timeout * 1e9 > MAX_INT64:
+        raise UsageError(f"--timeout {args.timeout!r}: longer than a Go duration holds (about 292 years)")
     result = await contd.exec_output(args.namespace, args.id, *command, timeout=timeout)
     if args.json:
         out(plain(result))
@@ -367,7 +373,8 @@ def is_not_found(error: CallError) -> bool:
 def parse_tail(text: str) -> int:
     if text == "all":
         return -1
-    if not text.isdigit():
+    # Only ASCII digits: str.isdigit() also takes '²', which int() refuses.
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_INT64:
         raise UsageError(f"--tail {text!r}: expecting a number of lines or 'all'")
     return int(text)
 
@@ -386,9 +393,12 @@ def parse_since(text: str, now: datetime.datetime | None = None) -> msgpack.Time
         raise UsageError(
             f"--since {text!r}: expecting a time (2026-11-28T22:52:00Z) or a duration ago (10m)"
         ) from None
-    if when.tzinfo is None:
-        when = when.astimezone()
-    return codec.timestamp_from_datetime(when)
+    try:
+        if when.tzinfo is None:
+            when = when.astimezone()
+        return codec.timestamp_from_datetime(when)
+    except (ValueError, OverflowError):  # local time of year 1 falls before year 1
+        raise UsageError(f"--since {text!r}: not a time that can be written in UTC") from None
 
 
 def print_chunk(chunk: LogChunk, args: argparse.Namespace) -> None:
