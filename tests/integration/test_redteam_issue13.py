@@ -8,19 +8,24 @@ whose fix was small and local pass now, as regression tests.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from contd_trio.app import Daemon
+from contd_trio.app import Daemon, open_daemon
+from contd_trio.config import Config
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, NetworkInfo
+from contd_trio.zbus.client import open_client
 from contd_trio.zbus.errors import CallError
-from tests.helpers import STEADY, UNTIL_TERM, wait_until
+from tests.helpers import STEADY, UNTIL_TERM, cgroup_value, wait_until
 from tests.integration.test_operator import contdctl
+from tools import services
 
 #: Words no contdctl output may carry: a Python traceback.
 TRACEBACK = "Traceback (most recent call last)"
@@ -131,3 +136,79 @@ async def test_contdctl_bad_numbers_are_usage_errors_not_tracebacks(
     assert TRACEBACK not in err, err
     assert got_code == code, err
     assert err.startswith("contdctl: ") and words in err, err
+
+
+def _memory_limit(ns: str, cid: str) -> int:
+    return int(cgroup_value(ns, cid, "memory", "memory.limit_in_bytes", "memory.max"))
+
+
+async def test_containerd_killed_mid_update_leaves_the_cgroup_and_the_record_agreeing(
+    daemon_config: Config,
+    private_containerd: services.ContainerdService,
+    broker: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    """Update changes the task's cgroup first, then the stored spec, and
+    puts the old limits back on the task when the spec cannot be stored:
+    "the two never differ". But when containerd dies between the two (here
+    it is SIGKILLed the moment runc has written the new limit), the spec's
+    update fails and so does the putting back (containerd is gone): the
+    caller gets an error, Inspect says 64 MiB, and the container runs with
+    96 MiB for good, since nothing looks again once containerd is back (a
+    crash restart then quietly goes back to 64 MiB). A tenant's limit that
+    the node's records do not show is a limit nobody accounts for.
+
+    Fixed: when the task may have changed and the spec may not say so
+    (``update_task`` lost containerd, or ``update_spec`` failed and the
+    shielded put-back did too), the janitor, under the container's lock,
+    applies the stored spec's limits to the task once containerd is back:
+    idempotent, so right whatever Updates came since."""
+    ns = f"t{uuid.uuid4().hex[:10]}"
+    config = dataclasses.replace(daemon_config, containerd_socket=private_containerd.address)
+    async with open_daemon(config), open_client(broker) as bus:
+        contd = ContainerClient(bus, timeout=60)
+        await contd.run(ns, container(rootfs, netns_name, memory=64 << 20))
+        assert _memory_limit(ns, "c1") == 64 << 20
+
+        def kill_once_applied() -> bool:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if _memory_limit(ns, "c1") == 96 << 20:
+                    private_containerd.kill()
+                    return True
+            return False
+
+        answer: list[str] = []
+
+        async def update() -> None:
+            try:
+                await contd.update(ns, "c1", memory=96 << 20)
+                answer.append("ok")
+            except CallError as exc:
+                answer.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(update)
+            killed = await trio.to_thread.run_sync(kill_once_applied)
+        assert killed, "the cgroup never took the new limit"
+        private_containerd.start_again()
+
+        async def agree() -> bool:
+            try:
+                recorded = (await contd.inspect(ns, "c1")).memory
+            except CallError:
+                return False  # the daemon is still reconnecting
+            return recorded == _memory_limit(ns, "c1")
+
+        try:
+            await wait_until(agree, timeout=30, interval=0.5)
+        except trio.TooSlowError:
+            recorded = (await contd.inspect(ns, "c1")).memory
+            pytest.fail(
+                f"Update answered {answer}; Inspect says memory {recorded}, "
+                f"the cgroup {_memory_limit(ns, 'c1')}, 30 s after containerd is back"
+            )
+        finally:
+            with trio.move_on_after(60):
+                await contd.delete(ns, "c1")
