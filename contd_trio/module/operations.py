@@ -449,11 +449,16 @@ class ContainerOps:
                 raise FailedPrecondition(
                     f"container {container_id} in namespace {namespace} cannot take the new limits: {exc}"
                 ) from None
+            except ContdError:
+                # containerd went away: runc may have applied them all the same.
+                self._reapply_recorded_limits_soon(namespace, container_id)
+                raise
         try:
             await self.containerd.update_spec(namespace, container_id, oci.with_resources(spec, memory, cpu))
         except BaseException:
             if live:
                 before = oci.read_spec(spec)
+                put_back = False
                 with (
                     trio.CancelScope(shield=True),
                     trio.move_on_after(CLEANUP_SECONDS),
@@ -462,7 +467,28 @@ class ContainerOps:
                     await self.containerd.update_task(
                         namespace, container_id, oci.linux_resources(before.memory, before.cpu)
                     )
+                    put_back = True
+                if not put_back:
+                    self._reapply_recorded_limits_soon(namespace, container_id)
             raise
+
+    def _reapply_recorded_limits_soon(self, namespace: str, container_id: str) -> None:
+        """Once containerd is back, make the task's limits what its stored
+        spec says (whatever Updates came since: it reads the spec then)."""
+        key = (namespace, container_id)
+        self.janitor.soon(
+            "apply the recorded limits", key, self.locked, key, self._apply_recorded_limits, *key
+        )
+
+    async def _apply_recorded_limits(self, namespace: str, container_id: str) -> None:
+        try:
+            record = await self.containerd.get_container(namespace, container_id)
+            recorded = oci.read_spec(record.spec or {})
+            resources = oci.linux_resources(recorded.memory, recorded.cpu)
+            if resources:
+                await self.containerd.update_task(namespace, container_id, resources)
+        except NotFound:
+            return  # gone, or no task: its next one starts from the spec
 
     # -- Delete -------------------------------------------------------------------------------
 
