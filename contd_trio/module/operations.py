@@ -64,8 +64,6 @@ CLEANUP_SECONDS = 20.0
 KILL_BUDGET_SECONDS = KILL_GRACE_SECONDS + 10.0
 #: Lines of output quoted in an error (an entrypoint or exec that failed).
 ERROR_OUTPUT_LINES = 10
-#: Namespaces known to exist, kept so that Run need not ask containerd each time.
-_NAMESPACES_REMEMBERED = 4096
 
 
 @dataclass(frozen=True)
@@ -128,8 +126,6 @@ class ContainerOps:
         #: waiting for that container need them over (see :meth:`delete`).
         self._graces: dict[tuple[str, str], trio.CancelScope] = {}
         self._waiting_deletes: dict[tuple[str, str], list[float]] = {}
-        #: Namespaces this daemon made sure of: asked once, not on every Run.
-        self._namespaces_made: set[str] = set()
 
     async def locked(self, key: tuple[str, str], call: Callable[..., Awaitable[T]], *args: object) -> T:
         """``call(*args)`` holding the container's lock."""
@@ -147,25 +143,6 @@ class ContainerOps:
             self.stats.stop(namespace, container_id)
 
     # -- making a container ----------------------------------------------------------------------
-
-    async def ensure_namespace(self, namespace: str) -> None:
-        """Create the namespace unless this daemon did (or found it) before.
-
-        Asked once per namespace: containerd makes a namespace implicitly
-        with the first thing created in it, so one removed since (only an
-        empty one can be) comes back with the container all the same; the
-        explicit creation is for its event and for ListNS to be exact at once.
-        """
-        if namespace in self._namespaces_made:
-            return
-        await self.containerd.ensure_namespace(namespace)
-        if len(self._namespaces_made) >= _NAMESPACES_REMEMBERED:
-            self._namespaces_made.clear()  # tenant-named: bounded, asked again after
-        self._namespaces_made.add(namespace)
-
-    def forget_namespaces(self) -> None:
-        """Ask containerd again at the next Run in each namespace."""
-        self._namespaces_made.clear()
 
     async def create(self, namespace: str, container_id: str, spec: dict[str, object]) -> int:
         """Create the container, marked as managed and pending; returns when

@@ -112,9 +112,6 @@ async def test_run_cancelled_at_each_containerd_call(
         scope = trio.CancelScope()
         rule = proxy.add(aimed(cancel_rule(scope, call, when), trace, index, "run", cid))
         before = len(proxy.calls)
-        # Every Run makes the calls of the first one in a namespace, so each
-        # of them can be cancelled (the daemon asks for a namespace once).
-        daemon.ops.forget_namespaces()
         with calling_as("run"):
             answer = await answer_of(scope, module.run, ns, container(rootfs, netns_name, cid))
         case = (

@@ -79,9 +79,6 @@ async def test_a_run_that_failed_leaves_nothing(
         rule = proxy.add(aimed(fault(proxy, call), trace, index, "Run", cid))
         answer = "success"
         before = len(proxy.calls)
-        # Every Run makes the calls of the first one in a namespace, so each
-        # of them can be struck (the daemon asks for a namespace once).
-        daemon.ops.forget_namespaces()
         try:
             await contd.run(ns, container(rootfs, netns_name, cid))
         except CallError as exc:

@@ -578,18 +578,3 @@ async def test_runs_in_their_settle_window_leave_the_one_worker_to_other_request
         for name in ("c1", "c2", "c3"):
             assert (await contd.inspect(ns, name)).task is not None
             await contd.delete(ns, name)
-
-
-async def test_a_namespace_removed_after_a_run_comes_back_with_the_next(
-    contd: ContainerClient, ns: str, netns_name: str, rootfs: Path, containerd: services.ContainerdService
-) -> None:
-    # The daemon asks for a namespace once; containerd makes one again
-    # implicitly with the first container created in it.
-    await contd.run(ns, container(rootfs, netns_name, name="c1"))
-    await contd.delete(ns, "c1")
-    services.ctr(containerd.address, "namespaces", "rm", ns)
-    assert ns not in await contd.list_ns()
-    await contd.run(ns, container(rootfs, netns_name, name="c2"))
-    assert ns in await contd.list_ns()
-    assert await contd.list_containers(ns) == ["c2"]
-    await contd.delete(ns, "c2")
