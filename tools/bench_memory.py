@@ -81,7 +81,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp, services.network_namespace() as netns:
         run_dir = Path(tmp)
         rootfs = services.build_busybox_rootfs(run_dir / "rootfs")
-        backend = services.start_redis(run_dir, name="backend", port=services.free_loopback_port())
+        # In the containers' network namespace: the log shims reach backends from there.
+        backend = services.start_redis(run_dir, name="backend", port=6379, netns=netns)
         try:
             with services.running_services(run_dir) as (redis_service, containerd):
                 daemon = subprocess.Popen(
@@ -95,9 +96,16 @@ def main() -> int:
                         run_containers, redis_service.url, rootfs, netns, args.containers, backend
                     )
                     time.sleep(3)  # let them write and forward for a while
-                    shims = pids_of(b"contd-logshim")
+                    # Only this run's: other suites on the machine have shims too.
+                    ours = set(pids_of(str(run_dir).encode()))
+                    shims = [p for p in pids_of(b"contd-logshim") if p in ours]
+                    forwarding = set(pids_of(b"--stdout.0"))
                     runc_shims = services.shim_pids(containerd.address)
                     logshim = [uss_kib(p) for p in shims]
+                    by_kind = {
+                        "forwarding": [uss_kib(p) for p in shims if p in forwarding],
+                        "file only": [uss_kib(p) for p in shims if p not in forwarding],
+                    }
                     runc = [uss_kib(p) for p in runc_shims]
                     daemon_uss = uss_kib(daemon.pid)
                 finally:
@@ -109,6 +117,9 @@ def main() -> int:
     print(f"{args.containers} containers, {len(shims)} log shims (half forwarding to Redis)")
     mean, most = statistics.mean(logshim) / 1024, max(logshim) / 1024
     print(f"contd-logshim USS: mean {mean:.2f} MiB, max {most:.2f} MiB")
+    for kind, sizes in by_kind.items():
+        if sizes:
+            print(f"  {kind} ({len(sizes)}): mean {statistics.mean(sizes) / 1024:.2f} MiB")
     print(f"runc shim USS (for scale): mean {statistics.mean(runc) / 1024:.2f} MiB")
     print(f"contd itself: {daemon_uss / 1024:.1f} MiB")
     return 0

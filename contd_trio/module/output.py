@@ -63,13 +63,21 @@ def _replace(target: Path, content: bytes, mode: int) -> bool:
     return True
 
 
-def task_output_uri(shim: Path, log_file: Path, max_bytes: int, backends: Sequence[Logs]) -> str:
-    """The stdio URI (for both stdout and stderr) of a container's task."""
+def task_output_uri(
+    shim: Path, log_file: Path, max_bytes: int, backends: Sequence[Logs], *, netns: str = ""
+) -> str:
+    """The stdio URI (for both stdout and stderr) of a container's task.
+
+    ``netns``: the container's network namespace (a path); with backends,
+    the log shim joins it before it connects to any, so a tenant reaches
+    from its log backends only what its own network reaches."""
     args: dict[str, str] = {"--log": str(log_file), "--max-bytes": str(max_bytes)}
     for index, backend in enumerate(backends):
         kind = LOG_BACKENDS.get(backend.type)
         if kind is not None:  # validation refused unknown types; an old spec may hold one
             args.update(kind.shim_args(index, backend))
+    if len(args) > 2:
+        args["--netns"] = netns
     return f"binary://{quote(str(shim))}?{urlencode(args)}"
 
 

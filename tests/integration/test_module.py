@@ -83,7 +83,14 @@ async def test_run_inspect_list_logs_delete(
     text = await output_of(contd, ns, "c1")
     assert "hello\n" in text and "oops\n" in text
     log_file = daemon.config.root / "logs" / ns / "c1.log"
-    assert log_file.read_text() == text
+    # The file holds each line with the time it was read and its stream (CRI's log format).
+    records = [line.split(" ", 3) for line in log_file.read_text().splitlines()]
+    assert {line: (stream, tag) for _, stream, tag, line in records} == {
+        "hello": ("stdout", "F"),
+        "oops": ("stderr", "F"),
+        "END": ("stdout", "F"),
+    }
+    assert [line for *_, line in records] == text.splitlines()
     started = trio.current_time()
     await contd.delete(ns, "c1")
     assert trio.current_time() - started < 2  # it left on SIGTERM, without waiting for the timeout
@@ -112,6 +119,7 @@ async def test_delete_removes_the_log_and_its_rotated_file(
         assert rotated.exists() and log_file.exists()
         await contd.delete(ns, "c1")
         assert not log_file.exists() and not rotated.exists()
+        assert list(log_file.parent.iterdir()) == []  # nor the index
 
 
 async def test_fields_as_seen_from_inside(
