@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..taskgroups import wait_any
 from ..text import shorten_front
+from ..zbus.server import slot_lent
 from . import labels, spec_mapping
 from .disk import prepare_files, remove_directory_if_empty, remove_files, storage_error
 from .exec_outputs import ExecOutputs
@@ -234,8 +235,11 @@ class ContainerOps:
                         id=container_id,
                         status=state.status,
                     )
-                with trio.move_on_after(self.settings.start_settle):
-                    await wait_any(exit_watch.done, waiter.exited)
+                if self.settings.start_settle > 0:
+                    # Only waiting: the request's worker slot serves others meanwhile.
+                    async with slot_lent():
+                        with trio.move_on_after(self.settings.start_settle):
+                            await wait_any(exit_watch.done, waiter.exited)
         # Read once the start is over: an exit recorded up to then is this
         # start's to report, any later one the supervisor's to recover.
         if exit_watch.done.is_set() or waiter.exited.is_set():
@@ -572,13 +576,16 @@ class ContainerOps:
             with contextlib.suppress(NotFound):
                 await self.containerd.kill(namespace, container_id, signal.SIGTERM)
             key = (namespace, container_id)
-            with trio.move_on_after(grace) as waiting:
-                self._graces[key] = waiting
-                try:
-                    self._cut_grace(key)  # a Delete may be waiting already
-                    await wait_any(exit_watch.done, self.stopping)
-                finally:
-                    del self._graces[key]
+            # Only waiting: the request's worker slot serves others meanwhile
+            # (lent outside the grace, whose end must not cut taking it back).
+            async with slot_lent():
+                with trio.move_on_after(grace) as waiting:
+                    self._graces[key] = waiting
+                    try:
+                        self._cut_grace(key)  # a Delete may be waiting already
+                        await wait_any(exit_watch.done, self.stopping)
+                    finally:
+                        del self._graces[key]
         if not exit_watch.done.is_set():
             logs.event(
                 log,

@@ -558,3 +558,31 @@ async def test_go_shaped_payloads(
     answer = await call(*go_request("request ListNS()"))
     assert ns in codec.unpack(answer.output.data or b"")
     await daemon.module.delete(ns, "c1")
+
+
+async def test_runs_in_their_settle_window_leave_the_one_worker_to_other_requests(
+    daemon_config: Config, broker: str, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    # One worker, a long settle window: each Run only waits in it, with its
+    # worker slot lent back, so the other Runs and a List are served meanwhile.
+    config = dataclasses.replace(daemon_config, workers=1, start_settle=8.0)
+    async with open_daemon(config) as running, open_client(broker) as bus:
+        contd = ContainerClient(bus, timeout=60)
+        answered: list[str] = []
+
+        async def run(name: str) -> None:
+            answered.append(await contd.run(ns, container(rootfs, netns_name, name=name)))
+
+        async with trio.open_nursery() as nursery:
+            for name in ("c1", "c2", "c3"):
+                nursery.start_soon(run, name)
+            await wait_until(lambda: running.server.lending == 3, timeout=60)
+            with trio.fail_after(10):
+                # Every Run has made its container and waits; none has answered.
+                assert await contd.list_containers(ns) == ["c1", "c2", "c3"]
+            assert answered == [] and running.server.in_flight == 3
+        assert sorted(answered) == ["c1", "c2", "c3"]
+        assert running.server.in_flight == 0 and running.server.lending == 0
+        for name in ("c1", "c2", "c3"):
+            assert (await contd.inspect(ns, name)).task is not None
+            await contd.delete(ns, name)
