@@ -230,6 +230,18 @@ class Shell:
         return printed.decode(errors="replace").splitlines()
 
 
+#: Where an event line (it starts with its time) begins inside another line.
+_EMBEDDED_EVENT = re.compile(r"(?<=\S)(?=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
+
+
+def _unmix(lines: list[str]) -> list[str]:
+    """Lines of two processes sharing the terminal, apart again: an event
+    printed in the background may land inside a line of the command in the
+    foreground (before its newline), which no reader of a terminal would
+    count against the README."""
+    return [part for line in lines for part in _EMBEDDED_EVENT.split(line)]
+
+
 async def play_shell(
     shell: Shell, transcript: Transcript, place: Place, subscribers: Callable[[], int]
 ) -> None:
@@ -252,11 +264,11 @@ async def play_shell(
             assert problem is None, f"{where}\n{problem}"
             continue
         # With a command in the background, its lines come when they come.
-        pool = carried + printed
+        pool = _unmix(carried + printed)
         with trio.move_on_after(15):
             while _only_extra(expected, pool) is None:
                 await trio.sleep(0.05)
-                pool += await shell.more_lines()
+                pool += _unmix(await shell.more_lines())
         left = _only_extra(expected, pool)
         assert left is not None, f"{where}\n{unmatched(expected, pool, any_order=True)}"
         carried = left
