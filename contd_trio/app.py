@@ -140,6 +140,7 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
             log_max_bytes=config.log_max_bytes,
             containerd_state=config.containerd_state,
             start_settle=config.start_settle,
+            netns_dir=host.facts.netns_dir,
         )
         janitor = Janitor()
         paths = Paths(config.root)

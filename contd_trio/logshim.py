@@ -15,11 +15,42 @@ costs about 3.5 MB of unique memory when 20 run (``signal``, ``socket``,
 ``selectors`` and ``urllib`` would add 2 MB more through ``enum`` and
 ``re``). Arguments come from the URI's query, in any order: ``--log PATH
 --max-bytes N`` and, per log backend i, ``--stdout.<i>
-redis://host:port/channel --stderr.<i> redis://host:port/channel``.
+redis://host:port/channel --stderr.<i> redis://host:port/channel``, with
+``--netns PATH``, the container's network namespace.
+
+A log backend is the tenant's: the shim joins the container's network
+namespace (setns) before it opens any connection, so it reaches only what
+the container itself could, never the host's loopback or networks. A shim
+that cannot join it forwards nothing (the lines stay in the log file). A
+backend costs the shim a bounded wait per round (connect, send, answer:
+``BACKEND_SECONDS``) and bounded memory (lines kept while it is away, in
+count and bytes); one that misbehaves is dropped and tried again later.
+
+A full disk neither ends the shim nor blocks the container: lines that
+cannot be written are dropped and counted, the shim keeps reading, and once
+a write succeeds again a line in the log says how many were lost.
+
+Each line is written as the CRI log format has it (what containerd's CRI
+plugin writes for Kubernetes): ``<time> <stream> <F|P> <text>``, the time
+(RFC 3339, UTC, nanoseconds) when the shim read it, the stream ``stdout``
+or ``stderr``, and ``P`` for a piece of a line longer than 64 KiB (``F``
+ends a line). The files stay readable with ``cat`` and ``tail``.
+
+The output of a container is one stream of bytes across its files and its
+restarts: the index beside the log (``<id>.log.idx``) gives the offset in
+that stream where each file starts, by inode, with a random id of the
+stream. The daemon maps a reader's cursor (stream id and offset) to a file
+with it, whatever was rotated or restarted meanwhile. The shim rewrites the
+index atomically (write, fsync, rename) before each rotation: the new
+file's inode and start are recorded before its name appears, and a file's
+start never changes, so a reader that opens the files first and reads the
+index afterwards always finds the files it holds. A shim that finds no
+usable index starts a new stream (a new id), which readers see as a reset.
 
 The daemon also runs it for an exec process, whose output must stay
 bounded however much it writes: then ``--stderr-log PATH`` keeps stderr
-apart and ``--raw 1`` writes the bytes as they come (no line ending added).
+apart and ``--raw 1`` writes the bytes as they come (no line ending added,
+no time, no index).
 """
 
 from __future__ import annotations
@@ -36,9 +67,19 @@ STDOUT_FD, STDERR_FD, READY_FD = 3, 4, 5
 READ_SIZE = 64 * 1024
 #: A line longer than this is written (and forwarded) in pieces.
 MAX_LINE = 64 * 1024
-#: Lines kept for Redis while it is unreachable; the oldest go first past it.
+#: Lines, and bytes of them, kept for Redis while it is unreachable; the
+#: oldest go first past either. This memory is the node's, not the tenant's.
 MAX_PENDING_LINES = 10_000
+MAX_PENDING_BYTES = 2 * 1024 * 1024
+#: A Redis gets this long to connect, take a batch and answer it; a batch
+#: is at most this much (more waits for the next round).
+BACKEND_SECONDS = 2.0
+MAX_BATCH_BYTES = 1024 * 1024
+#: The most an answer to a PUBLISH may take (":<count>\r\n").
+MAX_REPLY_BYTES = 32
 RETRY_FIRST, RETRY_MAX = 0.5, 5.0
+#: setns(2)'s flag for a network namespace.
+CLONE_NEWNET = 0x40000000
 
 
 def log(message: str) -> None:
@@ -107,23 +148,126 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     return options
 
 
-class LogFile:
-    """An append-only log, rotated at ``max_bytes`` (one old file kept)."""
+INDEX_SUFFIX = ".idx"
+INDEX_VERSION = b"v1"
 
-    def __init__(self, path: str, max_bytes: int) -> None:
+
+def stamp(now_ns: int) -> bytes:
+    """A time as CRI log lines start: RFC 3339, UTC, nanoseconds."""
+    seconds, nanos = divmod(now_ns, 1_000_000_000)
+    # Not strftime: it loads the C library's locale data, memory this process need not have.
+    return b"%04d-%02d-%02dT%02d:%02d:%02d.%09dZ" % (*time.gmtime(seconds)[:6], nanos)
+
+
+def read_index(path: str) -> tuple[str, dict[int, int]] | None:
+    """The stream id and the start of each file (by inode) an index
+    records; None when there is no index or it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            words = f.read(4096).split()
+    except OSError:
+        return None
+    if len(words) < 3 or words[0] != INDEX_VERSION or not words[1].isalnum():
+        return None
+    starts = {}
+    for word in words[2:]:
+        inode, colon, start = word.partition(b":")
+        if not colon or not inode.isdigit() or not start.isdigit():
+            return None
+        starts[int(inode)] = int(start)
+    return words[1].decode(), starts
+
+
+def write_index(path: str, stream_id: str, starts: list[tuple[int, int]]) -> None:
+    """Replace the index atomically (and durably: the data is synced
+    before the rename)."""
+    text = b" ".join([INDEX_VERSION, stream_id.encode(), *(b"%d:%d" % pair for pair in starts)])
+    staging = path + ".tmp"
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        os.write(fd, text + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(staging, path)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """A file's inode and size; None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size
+
+
+class LogFile:
+    """An append-only log, rotated at ``max_bytes`` (one old file kept);
+    ``indexed``: with the index of where each file starts in the stream.
+
+    A write that fails (the disk is full) drops its lines and counts them;
+    the next write that succeeds first ends a line cut short and, in an
+    indexed log, says how many lines were lost. The shim goes on reading
+    meanwhile, so the container never blocks on, or dies of, a full disk."""
+
+    def __init__(self, path: str, max_bytes: int, indexed: bool = False) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.index = path + INDEX_SUFFIX if indexed else ""
         self.fd = -1
         self.size = 0
+        self.inode = 0
+        #: Where this file starts in the container's output stream, and that stream's id.
+        self.start = 0
+        self.stream_id = ""
+        #: Lines dropped since the last write that succeeded, and why.
+        self.lost = 0
+        self.lost_reason = ""
+        #: Whether the file ends with a whole line (a failed write may cut one).
+        self.at_line_start = True
+        if self.index:
+            self._resume()
         self._open()
+        if self.index:
+            try:
+                self._index_current()
+            except OSError as exc:  # no room for the index: readers see a log without one
+                log(f"cannot write the index of {path}: {exc}")
 
     def _open(self) -> None:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self.size = os.fstat(self.fd).st_size
+        st = os.fstat(self.fd)
+        self.size, self.inode = st.st_size, st.st_ino
+
+    def _resume(self) -> None:
+        # A rotation cut short (the shim was killed between its renames):
+        # the new file is indexed already, finish giving it its name.
+        pending = self.path + ".new"
+        if not os.path.exists(self.path) and os.path.exists(pending):
+            os.replace(pending, self.path)
+
+    def _index_current(self) -> None:
+        """Continue the stream the index describes, or start a new one when
+        the current file is not in it (no index, or a file made since)."""
+        found = read_index(self.index)
+        old = _identity(self.path + ".1")
+        if found is not None and self.inode in found[1]:
+            self.stream_id, starts = found
+            self.start = starts[self.inode]
+            return
+        self.stream_id = os.urandom(8).hex()
+        files = [(self.inode, 0)]
+        if old is not None:
+            self.start = old[1]
+            files = [(self.inode, self.start), (old[0], 0)]
+        write_index(self.index, self.stream_id, files)
 
     def write(self, data: bytes) -> None:
         """Append whole lines, rotating between two lines whenever the next
         ones would not fit (a single line longer than the cap goes alone)."""
+        if (self.lost or (self.index and not self.at_line_start)) and not self._recover():
+            self._drop(data, "")
+            return
         while data:
             room = self.max_bytes - self.size
             if len(data) <= room:
@@ -132,29 +276,102 @@ class LogFile:
             cut = data.rfind(b"\n", 0, room) + 1
             if cut == 0 and self.size == 0:
                 cut = data.find(b"\n") + 1 or len(data)  # one over-long line: alone
-            if cut:
-                self._append(data[:cut])
-                data = data[cut:]
-            self.rotate()
+            if cut and not self._append(data[:cut]):
+                self._drop(data[cut:], "")
+                return
+            data = data[cut:]
+            if not self.rotate():
+                self._drop(data, "")
+                return
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes) -> bool:
+        """Write all of ``data``; False when the file refused some (dropped, counted)."""
         view = memoryview(data)
         while view:
-            written = os.write(self.fd, view)
+            try:
+                written = os.write(self.fd, view)
+            except OSError as exc:
+                self._drop(view, exc.strerror or str(exc))
+                return False
+            if written:
+                self.at_line_start = view[written - 1] == 10
+            self.size += written
             view = view[written:]
-        self.size += len(data)
+        return True
 
-    def rotate(self) -> None:
+    def _drop(self, data: bytes | memoryview, reason: str) -> None:
+        if not self.lost and reason:
+            log(f"cannot write {self.path}: {reason}; dropping lines until it can")
+        self.lost += bytes(data).count(b"\n")
+        self.lost_reason = reason or self.lost_reason
+
+    def _recover(self) -> bool:
+        """Before the next lines: end a line cut short and, in an indexed
+        log, note how many were lost. False while the file still refuses."""
+        lost, reason = self.lost, self.lost_reason
+        note = b"" if self.at_line_start or not self.index else b"\n"
+        if lost and self.index:
+            note += b"%s stderr F contd-logshim: %d lines of output were lost: %s\n" % (
+                stamp(time.time_ns()),
+                lost,
+                reason.encode(),
+            )
+        self.lost = 0
+        if not self._append(note):
+            self.lost = lost  # the note is not a line of the container's
+            return False
+        if lost:
+            log(f"writing {self.path} again; {lost} lines were lost")
+        return True
+
+    def rotate(self) -> bool:
+        """Start a new file, the current one kept as ``.1``; False when
+        there is no room for the new file or the index (the current goes on)."""
+        if not self.index:
+            os.close(self.fd)
+            self._rename(self.path, self.path + ".1")
+            self._open()
+            return True
+        # The new file is made and indexed before it takes the log's name.
+        pending = self.path + ".new"
+        try:
+            fd = os.open(pending, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            self._drop(b"", exc.strerror or str(exc))
+            return False
+        inode = os.fstat(fd).st_ino
+        start = self.start + self.size
+        try:
+            write_index(self.index, self.stream_id, [(inode, start), (self.inode, self.start)])
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(pending)
+            self._drop(b"", exc.strerror or str(exc))
+            return False
         os.close(self.fd)
-        os.replace(self.path, self.path + ".1")
-        self._open()
+        self._rename(self.path, self.path + ".1")
+        os.replace(pending, self.path)
+        self.fd, self.inode, self.start, self.size = fd, inode, start, 0
+        return True
+
+    @staticmethod
+    def _rename(source: str, target: str) -> None:
+        # Not contextlib.suppress: importing contextlib would cost this process memory.
+        try:  # noqa: SIM105
+            os.replace(source, target)
+        except FileNotFoundError:
+            pass  # removed by hand: its lines are gone
 
     def close(self) -> None:
         os.close(self.fd)
 
 
 class RedisChannel:
-    """PUBLISHes lines on one channel of one Redis, keeping them while it is away."""
+    """PUBLISHes lines on one channel of one Redis, keeping them while it is
+    away (bounded in lines and bytes; the oldest go first). A Redis that is
+    slow, silent or answers nonsense costs the log at most
+    ``BACKEND_SECONDS`` per round: the connection is dropped and tried again
+    later, longer and longer apart."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -163,27 +380,41 @@ class RedisChannel:
             raise SystemExit(f"contd-logshim: {url!r} is not redis://host:port/channel") from None
         self.address = (host, port)
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.dropped = 0
         self.sock: _socket.socket | None = None
         self.retry_at = 0.0
         self.delay = RETRY_FIRST
+        #: Not to be reached at all (the container's network could not be joined).
+        self.disabled = False
 
     def add(self, line: bytes) -> None:
+        if self.disabled:
+            self.dropped += 1
+            return
         self.pending.append(line)
-        if len(self.pending) > MAX_PENDING_LINES:
-            excess = len(self.pending) - MAX_PENDING_LINES
+        self.pending_bytes += len(line)
+        excess = 0
+        while len(self.pending) - excess > MAX_PENDING_LINES or (
+            self.pending_bytes > MAX_PENDING_BYTES and len(self.pending) - excess > 1
+        ):
+            self.pending_bytes -= len(self.pending[excess])
+            excess += 1
+        if excess:
             del self.pending[:excess]
             self.dropped += excess
 
     def flush(self, now: float) -> None:
         if not self.pending or now < self.retry_at:
             return
+        deadline = time.monotonic() + BACKEND_SECONDS
         try:
             if self.sock is None:
-                self.sock = connect(self.address)
-            lines = list(self.pending)
+                self.sock = connect(self.address, BACKEND_SECONDS)
+            lines = self._batch()
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             self.sock.sendall(b"".join(self._publish(line) for line in lines))
-            self._read_replies(len(lines))
+            self._read_replies(len(lines), deadline)
         except OSError as exc:
             if self.sock is not None:
                 self.sock.close()
@@ -196,10 +427,19 @@ class RedisChannel:
             self.delay = min(self.delay * 2, RETRY_MAX)
             return
         del self.pending[: len(lines)]
+        self.pending_bytes -= sum(len(line) for line in lines)
         self.delay = RETRY_FIRST
         if self.dropped:
             log(f"dropped {self.dropped} lines while redis was unreachable")
             self.dropped = 0
+
+    def _batch(self) -> list[bytes]:
+        size = 0
+        for count, line in enumerate(self.pending):
+            size += len(line)
+            if count and size > MAX_BATCH_BYTES:
+                return self.pending[:count]
+        return list(self.pending)
 
     def _publish(self, line: bytes) -> bytes:
         return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
@@ -209,23 +449,32 @@ class RedisChannel:
             line,
         )
 
-    def _read_replies(self, count: int) -> None:
+    def _read_replies(self, count: int, deadline: float) -> None:
+        """Read ``count`` answers, by ``deadline``, of a bounded size."""
         assert self.sock is not None
-        data = b""
+        data = bytearray()
+        limit = count * MAX_REPLY_BYTES
         while data.count(b"\r\n") < count:
-            chunk = self.sock.recv(65536)
+            if len(data) > limit:
+                raise OSError(errno.EPROTO, f"redis answered {count} PUBLISH with more than {limit} bytes")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OSError(errno.ETIMEDOUT, "redis did not answer in time")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(limit + 1 - len(data) + 2)
             if not chunk:
                 raise OSError(errno.ECONNRESET, "redis closed the connection")
             data += chunk
-        if b"-" in data[:1] or b"\r\n-" in data:
-            raise OSError(errno.EPROTO, "redis refused PUBLISH: " + data.decode(errors="replace").strip())
+        if data[:1] == b"-" or b"\r\n-" in data:
+            reply = bytes(data[:200]).decode(errors="replace").strip()
+            raise OSError(errno.EPROTO, "redis refused PUBLISH: " + reply)
 
 
-def connect(address: tuple[str, int]) -> _socket.socket:
+def connect(address: tuple[str, int], timeout: float) -> _socket.socket:
     error: OSError = OSError(errno.EHOSTUNREACH, f"no address for {address[0]}")
     for family, kind, proto, _, sockaddr in _socket.getaddrinfo(*address, 0, _socket.SOCK_STREAM):
         sock = _socket.socket(family, kind, proto)
-        sock.settimeout(2)
+        sock.settimeout(timeout)
         try:
             sock.connect(sockaddr)
             return sock
@@ -235,17 +484,41 @@ def connect(address: tuple[str, int]) -> _socket.socket:
     raise error
 
 
-class Stream:
-    """One of the container's two outputs: splits it into lines (``raw``:
-    writes what comes as it comes, adding nothing; no backends then)."""
+def join_network(path: str) -> None:
+    """Enter the network namespace at ``path`` (the container's): a tenant's
+    log backend is reached from the tenant's network, never the host's.
 
-    def __init__(self, fd: int, channels: list[RedisChannel], raw: bool = False) -> None:
+    Raises:
+        OSError: it could not be opened or joined.
+    """
+    # Imported only here (a shim with backends): ctypes costs this process memory.
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"setns {path}: {os.strerror(code)}")
+    finally:
+        os.close(fd)
+
+
+class Stream:
+    """One of the container's two outputs: splits it into lines, each
+    written with the time it was read, its stream and whether it is whole
+    (``raw``: writes what comes as it comes, adding nothing; no backends then)."""
+
+    def __init__(
+        self, fd: int, channels: list[RedisChannel], raw: bool = False, name: bytes = b"stdout"
+    ) -> None:
         self.fd = fd
         self.channels = channels
         self.raw = raw
+        self.name = name
         self.carry = b""
 
-    def feed(self, data: bytes, logfile: LogFile) -> None:
+    def feed(self, data: bytes, logfile: LogFile, now: bytes = b"") -> None:
         if self.raw:
             logfile.write(data)
             return
@@ -254,10 +527,17 @@ class Stream:
         if end == 0 and len(data) < MAX_LINE:
             self.carry = data
             return
+        now = now or stamp(time.time_ns())
         if end == 0:
-            end = len(data)  # a very long line: let it out in pieces
+            # A very long line: let it out in pieces.
+            self.carry = b""
+            logfile.write(b"%s %s P %s\n" % (now, self.name, data))
+            for channel in self.channels:
+                channel.add(data)
+            return
         whole, self.carry = data[:end], data[end:]
-        logfile.write(whole)
+        head = b"%s %s F " % (now, self.name)
+        logfile.write(head + whole[:-1].replace(b"\n", b"\n" + head) + b"\n")
         for channel in self.channels:
             for line in whole.splitlines():
                 channel.add(line)
@@ -269,17 +549,26 @@ class Stream:
 
 def serve(options: dict[str, str]) -> int:
     max_bytes = int(options.get("max-bytes") or 10 * 1024 * 1024)
-    logfile = LogFile(options["log"], max_bytes)
     # An exec's output: stderr kept apart, bytes as they came (no line ending added).
+    raw = options.get("raw") == "1"
+    logfile = LogFile(options["log"], max_bytes, indexed=not raw)
     logfiles = {STDOUT_FD: logfile, STDERR_FD: logfile}
     if options.get("stderr-log"):
         logfiles[STDERR_FD] = LogFile(options["stderr-log"], max_bytes)
-    raw = options.get("raw") == "1"
     channels: dict[str, RedisChannel] = {}
     streams = []
     for fd, name in ((STDOUT_FD, "stdout"), (STDERR_FD, "stderr")):
         urls = [url for key, url in sorted(options.items()) if key.split(".")[0] == name and url]
-        streams.append(Stream(fd, [channels.setdefault(url, RedisChannel(url)) for url in urls], raw))
+        backends = [channels.setdefault(url, RedisChannel(url)) for url in urls]
+        streams.append(Stream(fd, backends, raw, name.encode()))
+    if channels and options.get("netns"):
+        try:
+            join_network(options["netns"])
+        except OSError as exc:
+            # Never from the host's network instead: the lines stay in the log file only.
+            log(f"not forwarding to any log backend: cannot join the container's network: {exc}")
+            for channel in channels.values():
+                channel.disabled = True
 
     stopping = []
     _signal.signal(_signal.SIGTERM, lambda *_: stopping.append(True))
@@ -307,6 +596,7 @@ def serve(options: dict[str, str]) -> int:
             continue
         if stopping and not events:
             break  # the shim asked us to go, and nothing more is readable
+        read_at = stamp(time.time_ns())
         for fd, _ in events:
             stream = by_fd[fd]
             try:
@@ -316,7 +606,7 @@ def serve(options: dict[str, str]) -> int:
             except OSError:
                 data = b""
             if data:
-                stream.feed(data, logfiles[fd])
+                stream.feed(data, logfiles[fd], read_at)
             else:
                 stream.finish(logfiles[fd])
                 poller.unregister(fd)
@@ -328,10 +618,13 @@ def serve(options: dict[str, str]) -> int:
 
     for stream in streams:
         stream.finish(logfiles[stream.fd])
-    # Last chance for the lines still held for Redis (bounded: the shim waits 12 s).
+    # Last chance for the lines still held for Redis (bounded: the runc shim
+    # waits 12 s for us, and a round with one backend may take BACKEND_SECONDS).
     deadline = time.monotonic() + 5
     while any(c.pending for c in channels.values()) and time.monotonic() < deadline:
         for channel in channels.values():
+            if time.monotonic() >= deadline:
+                break
             channel.retry_at = 0.0
             channel.flush(time.monotonic())
         time.sleep(0.2)

@@ -9,7 +9,8 @@ the container module::
     >>> await bus.status("container")
     >>> async for e in contd.events(): print(e)
 
-Ctrl-C cancels the command that is running; Ctrl-D leaves. Tab completion
+Ctrl-C cancels the command that is running, or at a prompt discards the
+unfinished input (as Python's REPL does); Ctrl-D leaves. Tab completion
 and history when a terminal is present; with piped stdin it runs the lines
 it is given, so it can be scripted.
 """
@@ -20,10 +21,13 @@ import argparse
 import ast
 import code
 import contextlib
+import contextvars
 import inspect
 import signal
 import sys
+import threading
 import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import CodeType, FunctionType
 from typing import Any
@@ -41,35 +45,140 @@ from .zbus.transport import parse_broker_url
 HISTORY = Path("~/.contd_repl_history").expanduser()
 
 
-class Console(code.InteractiveConsole):
-    """Compiles with top-level await; runs each input as a Trio task that
-    Ctrl-C cancels. Input is read in a worker thread."""
+class TrioThread:
+    """Trio (with its asyncio loop, as every program of the package has)
+    running in a thread of its own, serving the console's commands.
 
-    def __init__(self, namespace: dict[str, Any], token: trio.lowlevel.TrioToken) -> None:
+    The console keeps the main thread, where Python delivers Ctrl-C as
+    KeyboardInterrupt: at a prompt it discards the unfinished input, as in
+    Python's own REPL, and while a command runs it cancels that command.
+    """
+
+    def __init__(self, broker: str, timeout: float) -> None:
+        self.broker = broker
+        self.timeout = timeout
+        self.namespace: dict[str, Any] = {}
+        self.objects: list[str] | str = ""
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
+        self._context = contextvars.Context()
+        self._stop: trio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="trio", daemon=True)
+
+    def start(self) -> None:
+        """Connect, and return once commands can run.
+
+        Raises:
+            BaseException: what connecting raised.
+        """
+        self._thread.start()
+        self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    def stop(self) -> None:
+        if self._token is not None and self._stop is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(timeout=5)
+
+    def _main(self) -> None:
+        try:
+            runtime.run(self._serve)
+        except BaseException as exc:  # reported by start(), in the main thread
+            self._failure = exc
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        async with open_client(self.broker) as bus, trio.open_nursery() as nursery:
+            self.namespace = make_namespace(bus, self.timeout)
+            try:
+                status = await bus.status(MODULE, timeout=5)
+                self.objects = [str(o) for o in status.objects] or "nothing yet"
+            except ZbusError as exc:
+                self.objects = f"unknown ({exc})"
+            self._token = trio.lowlevel.current_trio_token()
+            self._nursery = nursery
+            # Commands run in this task's context, where trio-asyncio's loop is.
+            self._context = contextvars.copy_context()
+            self._stop = trio.Event()
+            self._ready.set()
+            await self._stop.wait()
+            nursery.cancel_scope.cancel()
+
+    def run(self, function: Callable[[], Awaitable[Any]]) -> bool:
+        """Run ``function()`` as a Trio task and wait for it; Ctrl-C cancels
+        it. Returns whether it was cancelled.
+
+        Raises:
+            Exception: what it raised.
+        """
+        assert self._nursery is not None and self._token is not None
+        done = threading.Event()
+        scope = trio.CancelScope()
+        failure: list[Exception] = []
+
+        async def job() -> None:
+            try:
+                with scope:
+                    try:
+                        await function()
+                    except Exception as exc:  # the user's code failed: the console shows it
+                        failure.append(exc)
+            finally:
+                done.set()
+
+        nursery = self._nursery
+        # Ctrl-C is held back while the job is handed over (it must not be
+        # lost between being started and being waited for), then cancels it.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            trio.from_thread.run_sync(
+                lambda: self._context.run(nursery.start_soon, job), trio_token=self._token
+            )
+        finally:
+            cancel = False
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            except KeyboardInterrupt:
+                cancel = True
+        while not done.is_set():
+            try:
+                if cancel:
+                    trio.from_thread.run_sync(scope.cancel, trio_token=self._token)
+                    cancel = False
+                done.wait()
+            except KeyboardInterrupt:
+                cancel = True
+        if failure:
+            raise failure[0]
+        return scope.cancelled_caught
+
+
+class Console(code.InteractiveConsole):
+    """Compiles with top-level await; runs each input that awaits as a Trio
+    task (in :class:`TrioThread`), anything else here."""
+
+    def __init__(self, namespace: dict[str, Any], trio_thread: TrioThread) -> None:
         super().__init__(locals=namespace)
         self.compile.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        self.token = token
-        self.running: trio.CancelScope | None = None
+        self.trio_thread = trio_thread
 
     def runcode(self, code: CodeType) -> None:
         function = FunctionType(code, self.locals)
         try:
             if inspect.iscoroutinefunction(function):
-                trio.from_thread.run(self._run, function, trio_token=self.token)
+                if self.trio_thread.run(function):
+                    self.write("cancelled\n")
             else:
                 function()
-        except (Exception, KeyboardInterrupt):  # the user's code failed: show it, carry on
+        except SystemExit:
+            raise
+        except BaseException:  # the user's code failed (or Ctrl-C stopped it): show it, carry on
             self.showtraceback()
-
-    async def _run(self, function: Any) -> None:
-        with trio.CancelScope() as scope:
-            self.running = scope
-            try:
-                await function()
-            finally:
-                self.running = None
-        if scope.cancelled_caught:
-            self.write("cancelled\n")
 
     def showtraceback(self) -> None:
         kind, value, tb = sys.exc_info()
@@ -88,7 +197,7 @@ def _banner(broker: str, objects: list[str] | str) -> str:
         f"broker {broker}; module {MODULE} serves: {loaded}\n"
         "ready: contd (container client), bus (zbus client: await bus.status('container')),\n"
         "       Container, NetworkInfo, MountInfo, Logs, LogsRedis, Stats, trio\n"
-        "top-level await works; Ctrl-C cancels the running command, Ctrl-D leaves."
+        "top-level await works; Ctrl-C cancels the running command (or the input), Ctrl-D leaves."
     )
 
 
@@ -111,40 +220,23 @@ def _save_history() -> None:
         readline.write_history_file(HISTORY)
 
 
-async def _cancel_on_sigint(console: Console) -> None:
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async for _ in signals:
-            if console.running is not None:
-                console.running.cancel()
-            else:
-                sys.stderr.write("\n(Ctrl-D or exit() leaves)\n")
-
-
-async def run_console(broker: str, timeout: float) -> None:
-    async with open_client(broker) as bus:
-        namespace = make_namespace(bus, timeout)
-        try:
-            status = await bus.status(MODULE, timeout=5)
-            objects: list[str] | str = [str(o) for o in status.objects] or "nothing yet"
-        except ZbusError as exc:
-            objects = f"unknown ({exc})"
+def run_console(broker: str, timeout: float) -> None:
+    trio_thread = TrioThread(broker, timeout)
+    trio_thread.start()
+    try:
         interactive = sys.stdin.isatty()
-        console = Console(namespace, trio.lowlevel.current_trio_token())
+        console = Console(trio_thread.namespace, trio_thread)
         if interactive:
-            _enable_line_editing(namespace)
+            _enable_line_editing(trio_thread.namespace)
         else:
             sys.ps1 = sys.ps2 = ""  # scripted: only the results
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_sigint, console)
-            try:
-                await trio.to_thread.run_sync(
-                    lambda: console.interact(_banner(broker, objects) if interactive else "", exitmsg=""),
-                    abandon_on_cancel=True,
-                )
-            finally:
-                if interactive:
-                    _save_history()
-                nursery.cancel_scope.cancel()
+        try:
+            console.interact(_banner(broker, trio_thread.objects) if interactive else "", exitmsg="")
+        finally:
+            if interactive:
+                _save_history()
+    finally:
+        trio_thread.stop()
 
 
 def make_namespace(bus: Client, timeout: float) -> dict[str, Any]:
@@ -171,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        runtime.run(run_console, args.broker, args.call_timeout)
+        run_console(args.broker, args.call_timeout)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -23,6 +23,14 @@ def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
     return text[: max(limit - 1, 0)] + _ELLIPSIS
 
 
+def shorten_front(text: str, limit: int) -> str:
+    """``text`` cut to its last ``limit`` characters, an ellipsis marking
+    the cut: the end of a process's output, where it says how it ended."""
+    if len(text) <= limit:
+        return text
+    return _ELLIPSIS + text[len(text) - max(limit - 1, 0) :]
+
+
 def shorten_middle(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters in its middle: the head and the
     tail (where a message usually says why) are kept."""

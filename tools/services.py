@@ -90,6 +90,8 @@ class RedisService(Service):
     socket_path: Path = Path()
     #: Also listening on 127.0.0.1:port when not 0 (log and stats backends are TCP).
     port: int = 0
+    #: The network namespace its port is in ("": the host's).
+    netns: str = ""
 
     @property
     def url(self) -> str:
@@ -103,7 +105,9 @@ class RedisService(Service):
 
     def restart(self) -> None:
         self.stop()
-        fresh = start_redis(self.socket_path.parent, name=self.socket_path.stem, port=self.port)
+        fresh = start_redis(
+            self.socket_path.parent, name=self.socket_path.stem, port=self.port, netns=self.netns
+        )
         self.process = fresh.process
 
 
@@ -157,17 +161,24 @@ def free_loopback_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_redis(run_dir: Path, name: str = "redis", port: int = 0) -> RedisService:
+def start_redis(run_dir: Path, name: str = "redis", port: int = 0, netns: str = "") -> RedisService:
     """A Redis on a unix socket in ``run_dir`` (and on 127.0.0.1:port when
-    ``port`` is given), no persistence."""
+    ``port`` is given), no persistence. ``netns``: its TCP port is in that
+    network namespace (a name under /var/run/netns, its loopback brought
+    up), where a container in it reaches it; the unix socket is the test's."""
     run_dir.mkdir(parents=True, exist_ok=True)
     sock = run_dir / f"{name}.sock"
     log_path = run_dir / f"{name}.log"
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
     redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    inside: list[str] = []
+    if netns:
+        inside = ["ip", "netns", "exec", netns]
+        subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
     process = subprocess.Popen(
         [
+            *inside,
             redis_server,
             "--port",
             str(port),
@@ -194,7 +205,7 @@ def start_redis(run_dir: Path, name: str = "redis", port: int = 0) -> RedisServi
         start_new_session=True,
         preexec_fn=_death_signal(),
     )
-    service = RedisService(name, process, log_path, socket_path=sock, port=port)
+    service = RedisService(name, process, log_path, socket_path=sock, port=port, netns=netns)
     _wait_for(lambda: _unix_socket_accepts(sock), 15, "redis-server", service)
     return service
 

@@ -74,6 +74,7 @@ TASKS_DELETE_PROCESS = _rpc(tasks_pb2, "Tasks", "DeleteProcess")
 TASKS_EXEC = _rpc(tasks_pb2, "Tasks", "Exec")
 TASKS_WAIT = _rpc(tasks_pb2, "Tasks", "Wait")
 TASKS_PIDS = _rpc(tasks_pb2, "Tasks", "ListPids")
+TASKS_UPDATE = _rpc(tasks_pb2, "Tasks", "Update")
 EVENTS_SUBSCRIBE = _rpc(events_pb2, "Events", "Subscribe")
 EVENTS_PUBLISH = _rpc(events_pb2, "Events", "Publish")
 
@@ -298,6 +299,26 @@ class Containerd:
         reply = await self._call(CONTAINERS_UPDATE, request, namespace, timeout)
         return _container_record(reply.container)
 
+    async def update_spec(
+        self,
+        namespace: str,
+        container_id: str,
+        spec: Mapping[str, Any],
+        *,
+        timeout: float | None = CALL_TIMEOUT,
+    ) -> ContainerRecord:
+        """Replace the container's spec (what its next task is made from).
+
+        Raises:
+            NotFound: no such container.
+        """
+        request = containers_pb2.UpdateContainerRequest(
+            container=containers_pb2.Container(id=container_id, spec=_json_any(oci.SPEC_TYPE_URL, spec)),
+            update_mask=field_mask_pb2.FieldMask(paths=["spec"]),
+        )
+        reply = await self._call(CONTAINERS_UPDATE, request, namespace, timeout)
+        return _container_record(reply.container)
+
     async def delete_container(
         self, namespace: str, container_id: str, *, timeout: float | None = CALL_TIMEOUT
     ) -> None:
@@ -437,6 +458,25 @@ class Containerd:
             stderr=stderr,
         )
         await self._call(TASKS_EXEC, request, namespace, timeout)
+
+    async def update_task(
+        self,
+        namespace: str,
+        container_id: str,
+        resources: Mapping[str, Any],
+        *,
+        timeout: float | None = CALL_TIMEOUT,
+    ) -> None:
+        """Change the limits of the running task (an OCI LinuxResources:
+        what it leaves out is not changed).
+
+        Raises:
+            NotFound: no such task. ContainerdError: runc could not apply them.
+        """
+        request = tasks_pb2.UpdateTaskRequest(
+            container_id=container_id, resources=_json_any(oci.RESOURCES_TYPE_URL, resources)
+        )
+        await self._call(TASKS_UPDATE, request, namespace, timeout)
 
     async def pids(
         self, namespace: str, container_id: str, *, timeout: float | None = CALL_TIMEOUT

@@ -34,6 +34,8 @@ from .seccomp import seccomp_profile
 #: process (Tasks.Exec): containerd wants these bare names.
 SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+#: What Tasks.Update takes: the spec's ``linux.resources`` object.
+RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 
 #: What containerd 1.6 writes (runtime-spec 1.0.2-dev is vendored there).
 OCI_VERSION = "1.0.2-dev"
@@ -285,10 +287,7 @@ def build_spec(request: SpecRequest, host: HostFacts) -> dict[str, Any]:
     netns = {"type": "network", "path": posixpath.join(host.netns_dir, request.netns)}
     linux["namespaces"] = [netns if ns["type"] == "network" else ns for ns in linux["namespaces"]]
     mounts.extend(_mount(m.target, m.type, m.source, m.options) for m in request.mounts)
-    if request.memory > 0:
-        resources["memory"] = {"limit": request.memory}
-    if request.cpu > 0:
-        resources["cpu"] = {"quota": CPU_PERIOD * request.cpu, "period": CPU_PERIOD}
+    resources.update(linux_resources(request.memory, request.cpu))
     if host.pids_limit > 0:
         resources["pids"] = {"limit": host.pids_limit}
     if request.rootfs_propagation:
@@ -321,6 +320,33 @@ def build_spec(request: SpecRequest, host: HostFacts) -> dict[str, Any]:
     else:
         process["args"] = list(request.args)
     return spec
+
+
+def linux_resources(memory: int, cpu: int) -> dict[str, Any]:
+    """The limits of ``memory`` bytes and ``cpu`` CPUs (a CFS quota of that
+    many periods) as the spec's ``linux.resources`` holds them; 0 sets
+    neither. Tasks.Update takes the same object, and changes only what it sets."""
+    resources: dict[str, Any] = {}
+    if memory > 0:
+        resources["memory"] = {"limit": memory}
+    if cpu > 0:
+        resources["cpu"] = {"quota": CPU_PERIOD * cpu, "period": CPU_PERIOD}
+    return resources
+
+
+def with_resources(spec: Mapping[str, Any], memory: int, cpu: int) -> dict[str, Any]:
+    """A copy of ``spec`` whose memory and CPU limits are ``memory`` and
+    ``cpu`` (0 keeps what it has); the rest of its resources are kept."""
+    updated = copy.deepcopy(dict(spec))
+    if not isinstance(updated.get("linux"), dict):
+        updated["linux"] = {}
+    linux = updated["linux"]
+    if not isinstance(linux.get("resources"), dict):
+        linux["resources"] = {}
+    resources = linux["resources"]
+    for key, value in linux_resources(memory, cpu).items():
+        resources[key] = {**_dict(resources.get(key)), **value}
+    return updated
 
 
 # ---------------------------------------------------------------- read_spec

@@ -10,10 +10,13 @@ import argparse
 import os
 from typing import Any
 
+import msgpack
+
 from ..config import DEFAULT_BROKER
 from ..zbus.client import Client, EventStream
+from ..zbus.codec import GO_ZERO_TIME
 from .service import EVENTS, MODULE, OBJECT
-from .types import Container
+from .types import Container, ContainerStats, ExecOutput, LogChunk
 
 #: How long a client waits for an answer by default: the daemon's own 300 s
 #: deadline, plus a margin for its answer to arrive.
@@ -72,8 +75,51 @@ class ContainerClient:
         """Run ``args`` in the container; ``timeout`` is the process's, in seconds."""
         await self._call("Exec", namespace, container_id, int(timeout * 1e9), *args, timeout=timeout + 30)
 
+    async def exec_output(
+        self, namespace: str, container_id: str, *args: str, timeout: float = 10.0
+    ) -> ExecOutput:
+        """Run ``args`` in the container and return its exit code and output;
+        ``timeout`` is the process's, in seconds."""
+        value = await self._call(
+            "ExecOutput", namespace, container_id, int(timeout * 1e9), *args, timeout=timeout + 30
+        )
+        return ExecOutput.from_go(value)
+
     async def logs(self, namespace: str, container_id: str) -> str:
         return str(await self._call("Logs", namespace, container_id))
+
+    async def logs_from(
+        self,
+        namespace: str,
+        container_id: str,
+        cursor: str = "",
+        max_lines: int = 0,
+        *,
+        timeout: float | None = None,
+    ) -> LogChunk:
+        """The lines after ``cursor`` ("": from the oldest kept)."""
+        value = await self._call("LogsFrom", namespace, container_id, cursor, max_lines, timeout=timeout)
+        return LogChunk.from_go(value)
+
+    async def logs_tail(
+        self,
+        namespace: str,
+        container_id: str,
+        lines: int = -1,
+        since: msgpack.Timestamp = GO_ZERO_TIME,
+        *,
+        timeout: float | None = None,
+    ) -> LogChunk:
+        """The last ``lines`` lines (< 0: all kept), or those since ``since``."""
+        value = await self._call("LogsTail", namespace, container_id, lines, since, timeout=timeout)
+        return LogChunk.from_go(value)
+
+    async def update(self, namespace: str, container_id: str, *, cpu: int = 0, memory: int = 0) -> None:
+        """New limits for a running container (0 leaves one as it is)."""
+        await self._call("Update", namespace, container_id, cpu, memory)
+
+    async def stats(self, namespace: str, container_id: str) -> ContainerStats:
+        return ContainerStats.from_go(await self._call("Stats", namespace, container_id))
 
     def events(self) -> Events:
         """The module's events (maps with Namespace, ID, Kind, ExitStatus, Pid,

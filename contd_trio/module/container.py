@@ -14,30 +14,38 @@ import logging
 import shlex
 import signal
 from dataclasses import replace
+from pathlib import Path
 
+import msgpack
 import trio
 
 from .. import logs
 from ..containerd import spec as oci
 from ..containerd.client import ContainerRecord, ProcessState
 from ..errors import ExecFailed, FailedPrecondition, InvalidArgument, NotFound
-from ..text import format_duration, shorten
+from ..text import format_duration, quote, shorten, shorten_front
+from ..zbus.codec import GO_ZERO_TIME
 from . import labels, spec_mapping
-from .exec_runner import ExecResult, ExecRunner
-from .logfiles import tail_lines
-from .operations import ERROR_OUTPUT_LINES, ContainerOps
-from .types import Container, TaskState, go_time
-from .untrusted import check_args
-from .validate import HostView, prepare_run, validate_identifier
+from .exec_runner import OUTPUT_LIMIT, ExecResult, ExecRunner
+from .logstream import CHUNK_LINES, MAX_CHUNK_LINES, Chunk, CursorError, last_lines, read_after, read_tail
+from .operations import ERROR_OUTPUT_CHARS, ERROR_OUTPUT_LINES, ContainerOps
+from .stats import CGROUP_ROOT, read_cgroup
+from .types import Container, ContainerStats, ExecOutput, LogChunk, LogLine, TaskState, go_time
+from .untrusted import check_args, check_text
+from .validate import HostView, check_cpu, check_memory, prepare_run, validate_identifier
 
 log = logging.getLogger("contd.module")
 
 #: The largest OCI spec Run sends (containerd's own limit on a message is 16 MiB).
 MAX_SPEC_BYTES = 1024 * 1024
-#: Lines of output Logs gives back (0-OS: 100).
+#: Lines of output Logs gives back (0-OS: 100), and the most bytes of them
+#: (a line is whatever came before a newline, so it may be any size).
 LOG_LINES = 100
+LOG_BYTES = 48 * 1024
+#: The latest time a log line can carry (RFC 3339 has four digits of year).
+LAST_LOG_TIME_NS = 253402300799_999999999
 #: How much of an exec's output an error about it looks at.
-EXEC_ERROR_OUTPUT_BYTES = 64 * 1024
+EXEC_ERROR_OUTPUT_BYTES = 16 * 1024
 
 
 class ContainerModule:
@@ -47,12 +55,16 @@ class ContainerModule:
         ops: the container operations (containerd, files, locks, stats).
         host: what validation may look at (rootfs, netns, mount sources).
         execs: runs exec processes.
+        cgroup_root: where the containers' cgroups are (Stats reads them).
     """
 
-    def __init__(self, ops: ContainerOps, host: HostView, execs: ExecRunner) -> None:
+    def __init__(
+        self, ops: ContainerOps, host: HostView, execs: ExecRunner, cgroup_root: Path = CGROUP_ROOT
+    ) -> None:
         self.ops = ops
         self.host = host
         self.execs = execs
+        self.cgroup_root = cgroup_root
 
     # -- Run -------------------------------------------------------------------------------
 
@@ -202,6 +214,33 @@ class ContainerModule:
                 exit_status=result.exit_status,
             )
 
+    async def exec_output(self, namespace: str, container_id: str, timeout_ns: int, *args: str) -> ExecOutput:
+        """Run a process in a running container, wait for it, and give back
+        its exit code and output (the last 1 MiB of each of stdout and
+        stderr). Whatever the process does is an answer, not an error: a
+        non-zero exit, a timeout (``exit_code`` -1, ``timed_out``; it is
+        killed), a command that cannot start (127 for a missing binary, 126
+        otherwise, runc's reason as ``stderr``), as a shell would report it.
+
+        Raises:
+            InvalidArgument: no command, an argument that is not UTF-8, or a
+                timeout that is not positive.
+            NotFound: no such container.
+            FailedPrecondition: it has no running task.
+        """
+        try:
+            result = await self._exec(namespace, container_id, timeout_ns, args, OUTPUT_LIMIT)
+        except ExecFailed as exc:  # it could not start
+            return ExecOutput(exit_code=exc.exit_status, stderr=f"{exc}\n".encode())
+        return ExecOutput(
+            exit_code=-1 if result.exit_status is None else result.exit_status,
+            timed_out=result.exit_status is None,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            stdout_truncated=result.stdout_truncated,
+            stderr_truncated=result.stderr_truncated,
+        )
+
     async def _exec(
         self, namespace: str, container_id: str, timeout_ns: int, args: tuple[str, ...], output_limit: int
     ) -> ExecResult:
@@ -238,15 +277,138 @@ class ContainerModule:
         """
         await self._get(namespace, container_id)
         path = self.ops.paths.log_file(namespace, container_id)
-        lines = await trio.to_thread.run_sync(tail_lines, path, LOG_LINES)
-        return "".join(lines)
+        return await trio.to_thread.run_sync(last_lines, path, LOG_LINES, LOG_BYTES)
+
+    async def logs_from(self, namespace: str, container_id: str, cursor: str, max_lines: int) -> LogChunk:
+        """The lines of the container's output after ``cursor`` (one a
+        LogChunk gave; "" starts with the oldest line kept), at most
+        ``max_lines`` (0: 1000; at most 10,000) and 1 MiB of them.
+
+        Raises:
+            InvalidArgument: a cursor no chunk gave (or past the end of the
+                output), or a negative ``max_lines``.
+            NotFound: no such container.
+        """
+        check_text("cursor", cursor)
+        if max_lines < 0:
+            raise InvalidArgument(f"max {max_lines} is negative (0 means {CHUNK_LINES} lines)")
+        await self._get(namespace, container_id)
+        path = self.ops.paths.log_file(namespace, container_id)
+        limit = min(max_lines or CHUNK_LINES, MAX_CHUNK_LINES)
+        try:
+            chunk = await trio.to_thread.run_sync(read_after, path, cursor, limit)
+        except CursorError as exc:
+            raise InvalidArgument(f"cursor {quote(cursor)}: {exc}") from None
+        return _log_chunk(chunk)
+
+    async def logs_tail(
+        self, namespace: str, container_id: str, lines: int, since: msgpack.Timestamp
+    ) -> LogChunk:
+        """The end of the container's output: its last ``lines`` lines (< 0:
+        every line kept; 0: none), or the lines read at or after ``since``
+        (the zero time: any), whichever are fewer; as one chunk (1000 lines,
+        1 MiB: ``More`` says when LogsFrom must give the rest), with the
+        cursor to follow from.
+
+        Raises:
+            NotFound: no such container.
+        """
+        await self._get(namespace, container_id)
+        path = self.ops.paths.log_file(namespace, container_id)
+        # Before 1970 is any line; past the year 9999 none (the log's times stop there).
+        since_ns = 0 if since == GO_ZERO_TIME else min(max(1, since.to_unix_nano()), LAST_LOG_TIME_NS)
+        chunk = await trio.to_thread.run_sync(read_tail, path, lines, since_ns)
+        return _log_chunk(chunk)
+
+    # -- Update ----------------------------------------------------------------------------------------
+
+    async def update(self, namespace: str, container_id: str, cpu: int, memory: int) -> None:
+        """Change the container's CPU and/or memory limit (0 leaves one as
+        it is) without restarting it, and record them: Inspect shows them,
+        a crash restart keeps them. A container without a task (stopped, or
+        between a crash and its restart) gets them at its next start.
+
+        Raises:
+            InvalidArgument: nothing to change, or a value Run would refuse
+                (cpu more than the node's CPUs, memory below 6 MiB...).
+            NotFound: no such container.
+            FailedPrecondition: it is going away or was never started, or
+                runc could not apply the limits (memory below its usage).
+        """
+        validate_identifier("namespace", namespace)
+        validate_identifier("container id", container_id)
+        if cpu == 0 and memory == 0:
+            raise InvalidArgument("update needs a new cpu or memory (0 leaves either as it is)")
+        check_cpu(cpu, self.host.facts)
+        check_memory(memory)
+        async with self.ops.locks.hold((namespace, container_id)):
+            record = await self._get(namespace, container_id)
+            if labels.going_away(record.labels) or labels.pending(record.labels):
+                raise FailedPrecondition(
+                    f"container {container_id} in namespace {namespace} is "
+                    + (
+                        "going away"
+                        if labels.going_away(record.labels)
+                        else "not made yet (its Run did not finish)"
+                    )
+                )
+            await self.ops.update_resources(namespace, container_id, record.spec or {}, memory, cpu)
+
+    # -- Stats -----------------------------------------------------------------------------------------
+
+    async def stats(self, namespace: str, container_id: str) -> ContainerStats:
+        """The container's metrics now, read from its cgroup (v1 or v2).
+
+        Raises:
+            NotFound: no such container.
+            FailedPrecondition: it has no task now (stopped, given up, or
+                between a crash and its restart).
+        """
+        await self._get(namespace, container_id)
+        not_running = FailedPrecondition(f"container {container_id} in namespace {namespace} is not running")
+        try:
+            state = await self.ops.containerd.get_process(namespace, container_id)
+        except NotFound:
+            raise not_running from None
+        # A stopped task keeps its cgroup until it is deleted: its figures would say nothing.
+        if state.status not in ("running", "paused", "pausing"):
+            raise not_running
+        metrics = await trio.to_thread.run_sync(read_cgroup, namespace, container_id, self.cgroup_root)
+        if metrics is None:
+            raise not_running
+        return ContainerStats(
+            time=go_time(metrics.time_ns),
+            memory_usage=metrics.memory_usage,
+            memory_limit=metrics.memory_limit,
+            memory_cache=metrics.memory_cache,
+            cpu_usage=metrics.cpu_usage_ns,
+            pids=metrics.pids,
+        )
+
+
+def _log_chunk(chunk: Chunk) -> LogChunk:
+    return LogChunk(
+        lines=[
+            LogLine(
+                text=record.text.decode("utf-8", "surrogateescape"),
+                time=GO_ZERO_TIME if record.time_ns is None else go_time(record.time_ns),
+                stream=record.stream,
+                partial=record.partial,
+            )
+            for record in chunk.records
+        ],
+        cursor=str(chunk.cursor),
+        more=chunk.more,
+        lost=chunk.lost,
+        reset=chunk.reset,
+    )
 
 
 def _quoted(result: ExecResult) -> str:
     """The last lines an exec wrote (to stderr, or else stdout), for an error."""
     output = result.stderr if result.stderr.strip() else result.stdout
     lines = output.decode("utf-8", "replace").splitlines()[-ERROR_OUTPUT_LINES:]
-    text = "\n".join(lines).strip()
+    text = shorten_front("\n".join(lines).strip(), ERROR_OUTPUT_CHARS)
     return f"; output: {text}" if text else ""
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,10 @@ OUTPUT_LIMIT = 1024 * 1024
 #: Exit codes of an exec that could not start, as docker and a shell give them.
 EXEC_NOT_FOUND = 127
 EXEC_CANNOT_RUN = 126
+#: Exec processes one container runs at once; more wait their turn. A runc
+#: shim given ~50 at once stalls them all until containerd's calls time out
+#: ("context deadline exceeded"), so a caller must not be able to ask for that.
+EXECS_PER_CONTAINER = 16
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class ExecRunner:
         self.outputs = outputs
         self.logshim = logshim
         self.janitor = janitor
+        self._slots: dict[tuple[str, str], tuple[trio.Semaphore, int]] = {}
 
     async def run(
         self,
@@ -89,7 +94,10 @@ class ExecRunner:
             StorageError: the daemon's disk refused its output files.
             ContdError: containerd failed.
         """
-        async with self.outputs.reserve(namespace, container_id) as files:
+        async with (
+            self._slot((namespace, container_id)),
+            self.outputs.reserve(namespace, container_id) as files,
+        ):
             uri = exec_output_uri(self.logshim, files.stdout, files.stderr, output_limit)
             try:
                 exit_status = await self._start_and_wait(
@@ -100,6 +108,21 @@ class ExecRunner:
             stdout, stdout_cut = await trio.to_thread.run_sync(tail_bytes, files.stdout, output_limit)
             stderr, stderr_cut = await trio.to_thread.run_sync(tail_bytes, files.stderr, output_limit)
             return ExecResult(exit_status, stdout, stderr, stdout_cut, stderr_cut)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """One of the container's exec slots, for the whole exec."""
+        semaphore, users = self._slots.get(key, (trio.Semaphore(EXECS_PER_CONTAINER), 0))
+        self._slots[key] = (semaphore, users + 1)
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._slots[key]
+            if users == 1:
+                del self._slots[key]
+            else:
+                self._slots[key] = (semaphore, users - 1)
 
     async def _start_and_wait(
         self,

@@ -1,11 +1,10 @@
-"""Reading container log files (blocking: call from a thread)."""
+"""Container log files and exec output files: their names, and the end of
+an exec's output (blocking: call from a thread). Reading a container's log
+as a stream is :mod:`.logstream`'s."""
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
-
-_CHUNK = 64 * 1024
 
 
 def rotated(path: Path) -> Path:
@@ -13,34 +12,11 @@ def rotated(path: Path) -> Path:
     return path.with_name(path.name + ".1")
 
 
-def tail_lines(path: Path, count: int) -> list[str]:
-    """The last ``count`` lines of a log (reaching into its rotated file when
-    the current one is short), each with its newline; missing files are empty."""
-    lines = _tail(path, count)
-    if len(lines) < count:
-        lines = _tail(rotated(path), count - len(lines)) + lines
-    return lines
-
-
-def _tail(path: Path, count: int) -> list[str]:
-    if count <= 0:
-        return []
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            end = f.tell()
-            data = b""
-            # Read backwards in chunks until enough newlines are in hand.
-            while end > 0 and data.count(b"\n") <= count:
-                start = max(0, end - _CHUNK)
-                f.seek(start)
-                data = f.read(end - start) + data
-                end = start
-    except FileNotFoundError:
-        return []
-    text = data.decode("utf-8", "replace")
-    kept = collections.deque(text.splitlines(keepends=True), maxlen=count)
-    return list(kept)
+def log_files(path: Path) -> list[Path]:
+    """Every file of a container's log: the log, its rotated file, the log
+    shim's index, and what a rotation or an index update cut short leaves."""
+    names = [".1", ".new", ".idx", ".idx.tmp"]
+    return [path, *(path.with_name(path.name + suffix) for suffix in names)]
 
 
 def tail_bytes(path: Path, limit: int) -> tuple[bytes, bool]:

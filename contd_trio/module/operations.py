@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import posixpath
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from .. import logs
 from ..containerd import spec as oci
 from ..containerd.bundles import is_stale_bundle_error, remove_stale_bundle
-from ..containerd.client import Containerd, ContainerRecord, Exit
+from ..containerd.client import Containerd, ContainerRecord, Exit, ProcessState
 from ..errors import (
     AlreadyExists,
     ContainerdError,
@@ -37,12 +38,15 @@ from ..errors import (
     NotFound,
 )
 from ..taskgroups import wait_any
+from ..text import shorten_front
+from ..zbus.server import slot_lent
 from . import labels, spec_mapping
 from .disk import prepare_files, remove_directory_if_empty, remove_files, storage_error
 from .exec_outputs import ExecOutputs
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
-from .logfiles import rotated, tail_lines
+from .logfiles import log_files
+from .logstream import last_lines
 from .output import task_output_uri
 from .paths import Paths
 from .retry import Janitor
@@ -63,6 +67,8 @@ CLEANUP_SECONDS = 20.0
 KILL_BUDGET_SECONDS = KILL_GRACE_SECONDS + 10.0
 #: Lines of output quoted in an error (an entrypoint or exec that failed).
 ERROR_OUTPUT_LINES = 10
+#: ... and at most this many characters of them (output need have no newline).
+ERROR_OUTPUT_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ class RunSettings:
         start_settle: how long a new entrypoint must stay up for Run to succeed.
         start_event_wait: how long Run waits for containerd's TaskStart before
             asking containerd for the task's state itself.
+        netns_dir: where a container's network namespace (a name) is; its
+            log shim reaches the log backends from there.
     """
 
     logshim: Path
@@ -84,6 +92,7 @@ class RunSettings:
     containerd_state: Path | None = None
     start_settle: float = 0.25
     start_event_wait: float = 2.0
+    netns_dir: str = "/var/run/netns"
 
 
 class ContainerOps:
@@ -190,7 +199,11 @@ class ContainerOps:
         log_file = self.paths.log_file(namespace, container_id)
         await trio.to_thread.run_sync(prepare_files, f"write the log of {container_id}", log_file)
         uri = task_output_uri(
-            self.settings.logshim, log_file, self.settings.log_max_bytes, container.logs or ()
+            self.settings.logshim,
+            log_file,
+            self.settings.log_max_bytes,
+            container.logs or (),
+            netns=posixpath.join(self.settings.netns_dir, container.network.namespace),
         )
         with self.lifecycle.starting(namespace, container_id) as waiter:
             with trio.CancelScope(shield=True):
@@ -222,8 +235,11 @@ class ContainerOps:
                         id=container_id,
                         status=state.status,
                     )
-                with trio.move_on_after(self.settings.start_settle):
-                    await wait_any(exit_watch.done, waiter.exited)
+                if self.settings.start_settle > 0:
+                    # Only waiting: the request's worker slot serves others meanwhile.
+                    async with slot_lent():
+                        with trio.move_on_after(self.settings.start_settle):
+                            await wait_any(exit_watch.done, waiter.exited)
         # Read once the start is over: an exit recorded up to then is this
         # start's to report, any later one the supervisor's to recover.
         if exit_watch.done.is_set() or waiter.exited.is_set():
@@ -388,6 +404,96 @@ class ContainerOps:
             )
         return None
 
+    # -- Update -------------------------------------------------------------------------------
+
+    async def update_resources(
+        self, namespace: str, container_id: str, spec: Mapping[str, Any], memory: int, cpu: int
+    ) -> None:
+        """Set the container's memory and CPU limits (0 keeps one): on its
+        task when it runs (runc updates its cgroup, the process stays), and
+        in its stored spec, which Inspect reads and every restart starts
+        from. The caller holds the container's lock.
+
+        The task goes first (the kernel may refuse, e.g. memory below what
+        the container uses), the spec second; when the spec cannot be
+        stored, the task gets its old limits back, so the two never differ.
+
+        Raises:
+            FailedPrecondition: runc could not apply the limits (its words).
+            ContdError: containerd failed.
+        """
+        try:
+            state: ProcessState | None = await self.containerd.get_process(namespace, container_id)
+        except NotFound:
+            state = None
+        live = state is not None and state.status in ("running", "paused", "pausing")
+        # Not cut half-way by the caller's deadline: the task and the spec must agree.
+        with trio.CancelScope(shield=True):
+            await self._update_task_then_spec(namespace, container_id, spec, memory, cpu, live)
+        logs.event(
+            log,
+            logging.INFO,
+            "container limits updated",
+            ns=namespace,
+            id=container_id,
+            memory=memory,
+            cpu=cpu,
+            live=live,
+        )
+
+    async def _update_task_then_spec(
+        self, namespace: str, container_id: str, spec: Mapping[str, Any], memory: int, cpu: int, live: bool
+    ) -> None:
+        if live:
+            try:
+                await self.containerd.update_task(namespace, container_id, oci.linux_resources(memory, cpu))
+            except NotFound:
+                live = False  # it exited just now: the spec is all there is to change
+            except ContainerdError as exc:
+                raise FailedPrecondition(
+                    f"container {container_id} in namespace {namespace} cannot take the new limits: {exc}"
+                ) from None
+            except ContdError:
+                # containerd went away: runc may have applied them all the same.
+                self._reapply_recorded_limits_soon(namespace, container_id)
+                raise
+        try:
+            await self.containerd.update_spec(namespace, container_id, oci.with_resources(spec, memory, cpu))
+        except BaseException:
+            if live:
+                before = oci.read_spec(spec)
+                put_back = False
+                with (
+                    trio.CancelScope(shield=True),
+                    trio.move_on_after(CLEANUP_SECONDS),
+                    contextlib.suppress(ContdError),
+                ):
+                    await self.containerd.update_task(
+                        namespace, container_id, oci.linux_resources(before.memory, before.cpu)
+                    )
+                    put_back = True
+                if not put_back:
+                    self._reapply_recorded_limits_soon(namespace, container_id)
+            raise
+
+    def _reapply_recorded_limits_soon(self, namespace: str, container_id: str) -> None:
+        """Once containerd is back, make the task's limits what its stored
+        spec says (whatever Updates came since: it reads the spec then)."""
+        key = (namespace, container_id)
+        self.janitor.soon(
+            "apply the recorded limits", key, self.locked, key, self._apply_recorded_limits, *key
+        )
+
+    async def _apply_recorded_limits(self, namespace: str, container_id: str) -> None:
+        try:
+            record = await self.containerd.get_container(namespace, container_id)
+            recorded = oci.read_spec(record.spec or {})
+            resources = oci.linux_resources(recorded.memory, recorded.cpu)
+            if resources:
+                await self.containerd.update_task(namespace, container_id, resources)
+        except NotFound:
+            return  # gone, or no task: its next one starts from the spec
+
     # -- Delete -------------------------------------------------------------------------------
 
     async def delete(self, namespace: str, container_id: str) -> None:
@@ -470,13 +576,16 @@ class ContainerOps:
             with contextlib.suppress(NotFound):
                 await self.containerd.kill(namespace, container_id, signal.SIGTERM)
             key = (namespace, container_id)
-            with trio.move_on_after(grace) as waiting:
-                self._graces[key] = waiting
-                try:
-                    self._cut_grace(key)  # a Delete may be waiting already
-                    await wait_any(exit_watch.done, self.stopping)
-                finally:
-                    del self._graces[key]
+            # Only waiting: the request's worker slot serves others meanwhile
+            # (lent outside the grace, whose end must not cut taking it back).
+            async with slot_lent():
+                with trio.move_on_after(grace) as waiting:
+                    self._graces[key] = waiting
+                    try:
+                        self._cut_grace(key)  # a Delete may be waiting already
+                        await wait_any(exit_watch.done, self.stopping)
+                    finally:
+                        del self._graces[key]
         if not exit_watch.done.is_set():
             logs.event(
                 log,
@@ -522,12 +631,12 @@ class ContainerOps:
         try:
             exec_outputs = self.paths.exec_outputs(namespace, container_id)
         except OSError as exc:
-            return [exc, *remove_files((base, rotated(base)))]
-        refused = remove_files((base, rotated(base), *exec_outputs))
+            return [exc, *remove_files(log_files(base))]
+        refused = remove_files((*log_files(base), *exec_outputs))
         return refused + remove_directory_if_empty(self.paths.exec_dir(namespace, container_id))
 
 
 async def _quoted_output(path: Path) -> str:
-    lines = await trio.to_thread.run_sync(tail_lines, path, ERROR_OUTPUT_LINES)
-    text = "".join(lines).strip()
+    text = await trio.to_thread.run_sync(last_lines, path, ERROR_OUTPUT_LINES, ERROR_OUTPUT_CHARS)
+    text = shorten_front(text.strip(), ERROR_OUTPUT_CHARS)
     return f"; output: {text}" if text else ""

@@ -1,7 +1,9 @@
 """``container@0.0.1`` on zbus: the method table Go stubs call.
 
 Signatures are 0-OS's ``pkg.ContainerModule``, argument for argument, so the
-generated Go stubs call every method unchanged.
+generated Go stubs call every method unchanged. The methods 0-OS does not
+have (ExecOutput, LogsFrom, LogsTail, Stats, Update) come after them, with
+Go-style typed arguments and results; Go stubs ignore what they do not know.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 from ..zbus import ObjectID, gotypes
 from ..zbus.dispatch import Method
 from .container import ContainerModule
-from .types import CONTAINER, CONTAINER_ID
+from .types import CONTAINER, CONTAINER_ID, CONTAINER_STATS, EXEC_OUTPUT, LOG_CHUNK
 
 MODULE = "container"
 OBJECT = ObjectID("container", "0.0.1")
@@ -47,6 +49,26 @@ def container_methods(module: ContainerModule) -> dict[str, Method]:
         "ListNS": Method(module.list_ns, results=(gotypes.slice_of(S),)),
         # Exec(ns, containerID string, timeout time.Duration, args ...string) error
         "Exec": Method(module.exec_process, params=(S, S, gotypes.DURATION), variadic=S, describe=_ns_id),
+        # ExecOutput(ns, containerID string, timeout time.Duration, args ...string) (ExecOutput, error)
+        "ExecOutput": Method(
+            module.exec_output,
+            params=(S, S, gotypes.DURATION),
+            variadic=S,
+            results=(EXEC_OUTPUT,),
+            describe=_ns_id,
+        ),
         # Logs(ns, containerID string) (string, error)
         "Logs": Method(module.logs, params=(S, S), results=(S,), describe=_ns_id),
+        # LogsFrom(ns, containerID string, cursor string, max int) (LogChunk, error)
+        "LogsFrom": Method(
+            module.logs_from, params=(S, S, S, gotypes.INT), results=(LOG_CHUNK,), describe=_ns_id
+        ),
+        # LogsTail(ns, containerID string, lines int, since time.Time) (LogChunk, error)
+        "LogsTail": Method(
+            module.logs_tail, params=(S, S, gotypes.INT, gotypes.TIME), results=(LOG_CHUNK,), describe=_ns_id
+        ),
+        # Update(ns, containerID string, cpu uint, memory uint64) error
+        "Update": Method(module.update, params=(S, S, gotypes.UINT, gotypes.UINT64), describe=_ns_id),
+        # Stats(ns, containerID string) (ContainerStats, error)
+        "Stats": Method(module.stats, params=(S, S), results=(CONTAINER_STATS,), describe=_ns_id),
     }

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,34 @@ def _stat_field(path: Path, name: str) -> int | None:
     return None
 
 
-def read_metrics(namespace: str, container_id: str, root: Path = CGROUP_ROOT) -> dict[str, Any] | None:
+#: cgroup v1 writes "no limit" as the largest page-aligned int64.
+_UNLIMITED_V1 = 1 << 62
+
+
+@dataclass(frozen=True)
+class CgroupMetrics:
+    """A container's metrics, read from its cgroup at ``time_ns``."""
+
+    time_ns: int
+    memory_usage: int
+    memory_limit: int  # 0: no limit
+    memory_cache: int
+    cpu_usage_ns: int
+    pids: int
+
+    def as_0os(self) -> dict[str, Any]:
+        """What a stats backend gets: 0-OS's keys."""
+        return {
+            "timestamp": self.time_ns // 1_000_000_000,
+            "memory_usage": self.memory_usage,
+            "memory_limit": self.memory_limit,
+            "memory_cache": self.memory_cache,
+            "cpu_usage": self.cpu_usage_ns,
+            "pids_current": self.pids,
+        }
+
+
+def read_cgroup(namespace: str, container_id: str, root: Path = CGROUP_ROOT) -> CgroupMetrics | None:
     """A container's metrics from its cgroup ``/<ns>/<id>``; None when it has none.
 
     Blocking (reads /sys): call from a thread.
@@ -77,27 +105,35 @@ def read_metrics(namespace: str, container_id: str, root: Path = CGROUP_ROOT) ->
     relative = Path(namespace) / container_id
     memory_v1 = root / "memory" / relative
     if memory_v1.is_dir():
-        cpu = root / "cpuacct" / relative
-        return {
-            "timestamp": int(time.time()),
-            "memory_usage": _read_int(memory_v1 / "memory.usage_in_bytes") or 0,
-            "memory_limit": _read_int(memory_v1 / "memory.limit_in_bytes") or 0,
-            "memory_cache": _stat_field(memory_v1 / "memory.stat", "total_cache") or 0,
-            "cpu_usage": _read_int(cpu / "cpuacct.usage") or 0,
-            "pids_current": _read_int(root / "pids" / relative / "pids.current") or 0,
-        }
+        limit = _read_int(memory_v1 / "memory.limit_in_bytes") or 0
+        return CgroupMetrics(
+            time_ns=time.time_ns(),
+            memory_usage=_read_int(memory_v1 / "memory.usage_in_bytes") or 0,
+            memory_limit=0 if limit >= _UNLIMITED_V1 else limit,
+            memory_cache=_stat_field(memory_v1 / "memory.stat", "total_cache") or 0,
+            cpu_usage_ns=_read_int(root / "cpuacct" / relative / "cpuacct.usage") or 0,
+            pids=_read_int(root / "pids" / relative / "pids.current") or 0,
+        )
     unified = root / relative
     if (unified / "cgroup.procs").exists():
-        usage_usec = _stat_field(unified / "cpu.stat", "usage_usec") or 0
-        return {
-            "timestamp": int(time.time()),
-            "memory_usage": _read_int(unified / "memory.current") or 0,
-            "memory_limit": _read_int(unified / "memory.max") or 0,
-            "memory_cache": _stat_field(unified / "memory.stat", "file") or 0,
-            "cpu_usage": usage_usec * 1000,
-            "pids_current": _read_int(unified / "pids.current") or 0,
-        }
+        return CgroupMetrics(
+            time_ns=time.time_ns(),
+            memory_usage=_read_int(unified / "memory.current") or 0,
+            memory_limit=_read_int(unified / "memory.max") or 0,
+            memory_cache=_stat_field(unified / "memory.stat", "file") or 0,
+            cpu_usage_ns=(_stat_field(unified / "cpu.stat", "usage_usec") or 0) * 1000,
+            pids=_read_int(unified / "pids.current") or 0,
+        )
     return None
+
+
+def read_metrics(namespace: str, container_id: str, root: Path = CGROUP_ROOT) -> dict[str, Any] | None:
+    """What the monitors push (0-OS's keys); None when it has no cgroup.
+
+    Blocking (reads /sys): call from a thread.
+    """
+    metrics = read_cgroup(namespace, container_id, root)
+    return None if metrics is None else metrics.as_0os()
 
 
 class _Target:

@@ -270,6 +270,156 @@ class Container:
         )
 
 
+@dataclass
+class ExecOutput:
+    """What ExecOutput answers: how an exec process ended, and what it wrote.
+
+    ``exit_code`` is the process's exit status; 127 (not found) or 126
+    when it could not start (``stderr`` then says why, in runc's words);
+    -1 when it ran past its timeout and was killed (``timed_out``). Each of
+    ``stdout`` and ``stderr`` is the last 1 MiB at most; the ``*_truncated``
+    flags say when more was written.
+    """
+
+    exit_code: int = 0
+    timed_out: bool = False
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+    def to_go(self) -> dict[str, Any]:
+        return {
+            "ExitCode": self.exit_code,
+            "TimedOut": self.timed_out,
+            "Stdout": self.stdout,
+            "Stderr": self.stderr,
+            "StdoutTruncated": self.stdout_truncated,
+            "StderrTruncated": self.stderr_truncated,
+        }
+
+    @classmethod
+    def from_go(cls, value: Any) -> ExecOutput:
+        value = _read_struct(value, "pkg.ExecOutput", "ExecOutput")
+        return cls(
+            exit_code=_read(value, "ExitCode", gotypes.INT, ""),
+            timed_out=_read(value, "TimedOut", gotypes.BOOL, ""),
+            stdout=_read(value, "Stdout", gotypes.BYTES, ""),
+            stderr=_read(value, "Stderr", gotypes.BYTES, ""),
+            stdout_truncated=_read(value, "StdoutTruncated", gotypes.BOOL, ""),
+            stderr_truncated=_read(value, "StderrTruncated", gotypes.BOOL, ""),
+        )
+
+
+@dataclass
+class LogLine:
+    """One line of a container's output.
+
+    ``time`` is when the log shim read it (Go's zero time for lines written
+    before the shim kept times); ``stream`` is "stdout" or "stderr" ("" when
+    unknown). A line longer than 64 KiB comes in pieces: every piece but the
+    last is ``partial`` (no line break follows it).
+    """
+
+    text: str = ""
+    time: msgpack.Timestamp = GO_ZERO_TIME
+    stream: str = ""
+    partial: bool = False
+
+    def to_go(self) -> dict[str, Any]:
+        return {"Time": self.time, "Stream": self.stream, "Text": self.text, "Partial": self.partial}
+
+    @classmethod
+    def from_go(cls, value: Any, where: str = "") -> LogLine:
+        value = _read_struct(value, "pkg.LogLine", where.rstrip("."))
+        return cls(
+            text=_read(value, "Text", gotypes.STRING, where),
+            time=_read(value, "Time", gotypes.TIME, where),
+            stream=_read(value, "Stream", gotypes.STRING, where),
+            partial=_read(value, "Partial", gotypes.BOOL, where),
+        )
+
+
+@dataclass
+class LogChunk:
+    """What LogsFrom and LogsTail answer: lines of output, and where the
+    next LogsFrom continues.
+
+    ``cursor`` is opaque: pass it back as it is. ``more`` says that more
+    output was already there than fitted in this chunk. ``lost`` counts the
+    bytes of output between the cursor asked for and the first line given
+    that are no longer kept (rotated away, or their file removed); ``reset``
+    says that the cursor belonged to an earlier output of this name (the
+    container was made again, or its logs removed), so the lines start
+    with the oldest kept.
+    """
+
+    lines: list[LogLine] = field(default_factory=list)
+    cursor: str = ""
+    more: bool = False
+    lost: int = 0
+    reset: bool = False
+
+    def to_go(self) -> dict[str, Any]:
+        return {
+            "Lines": [line.to_go() for line in self.lines],
+            "Cursor": self.cursor,
+            "More": self.more,
+            "Lost": self.lost,
+            "Reset": self.reset,
+        }
+
+    @classmethod
+    def from_go(cls, value: Any) -> LogChunk:
+        value = _read_struct(value, "pkg.LogChunk", "LogChunk")
+        return cls(
+            lines=_read_list(value, "Lines", "pkg.LogLine", "", LogLine.from_go) or [],
+            cursor=_read(value, "Cursor", gotypes.STRING, ""),
+            more=_read(value, "More", gotypes.BOOL, ""),
+            lost=_read(value, "Lost", gotypes.UINT64, ""),
+            reset=_read(value, "Reset", gotypes.BOOL, ""),
+        )
+
+
+@dataclass
+class ContainerStats:
+    """What Stats answers: a container's metrics, read from its cgroup.
+
+    ``cpu_usage`` is the CPU time its processes used, in nanoseconds (two
+    samples give a CPU percentage); ``memory_limit`` is 0 when there is
+    none; ``memory_cache`` is the page cache charged to it.
+    """
+
+    time: msgpack.Timestamp = GO_ZERO_TIME
+    memory_usage: int = 0
+    memory_limit: int = 0
+    memory_cache: int = 0
+    cpu_usage: int = 0
+    pids: int = 0
+
+    def to_go(self) -> dict[str, Any]:
+        return {
+            "Time": self.time,
+            "MemoryUsage": self.memory_usage,
+            "MemoryLimit": self.memory_limit,
+            "MemoryCache": self.memory_cache,
+            "CPUUsage": self.cpu_usage,
+            "Pids": self.pids,
+        }
+
+    @classmethod
+    def from_go(cls, value: Any) -> ContainerStats:
+        value = _read_struct(value, "pkg.ContainerStats", "ContainerStats")
+        return cls(
+            time=_read(value, "Time", gotypes.TIME, ""),
+            memory_usage=_read(value, "MemoryUsage", gotypes.UINT64, ""),
+            memory_limit=_read(value, "MemoryLimit", gotypes.UINT64, ""),
+            memory_cache=_read(value, "MemoryCache", gotypes.UINT64, ""),
+            cpu_usage=_read(value, "CPUUsage", gotypes.UINT64, ""),
+            pids=_read(value, "Pids", gotypes.UINT64, ""),
+        )
+
+
 def go_time(unix_ns: int) -> msgpack.Timestamp:
     """Nanoseconds since the Unix epoch as the time.Time Go reads."""
     return msgpack.Timestamp.from_unix_nano(unix_ns)
@@ -277,3 +427,8 @@ def go_time(unix_ns: int) -> msgpack.Timestamp:
 
 CONTAINER_ID = gotypes.named("pkg.ContainerID", gotypes.STRING)
 CONTAINER: GoType[Container] = GoType("pkg.Container", Container(), Container.from_go, Container.to_go)
+EXEC_OUTPUT: GoType[ExecOutput] = GoType("pkg.ExecOutput", ExecOutput(), ExecOutput.from_go, ExecOutput.to_go)
+LOG_CHUNK: GoType[LogChunk] = GoType("pkg.LogChunk", LogChunk(), LogChunk.from_go, LogChunk.to_go)
+CONTAINER_STATS: GoType[ContainerStats] = GoType(
+    "pkg.ContainerStats", ContainerStats(), ContainerStats.from_go, ContainerStats.to_go
+)

@@ -286,18 +286,35 @@ def _check_exec_size(args: list[str], env: list[str]) -> None:
         raise InvalidArgument(f"entrypoint and env are {total} bytes together, more than {MAX_EXEC_BYTES}")
 
 
+def check_cpu(cpu: int, facts: HostFacts) -> None:
+    """A CPU limit (0: the default) this node can give.
+
+    Raises:
+        InvalidArgument: negative, or more than the node's CPUs.
+    """
+    if cpu < 0:
+        raise InvalidArgument(f"cpu {cpu} is negative")
+    if cpu > facts.cpu_count:
+        raise InvalidArgument(f"cpu {cpu} is more than the {facts.cpu_count} CPUs of this node")
+
+
+def check_memory(memory: int) -> None:
+    """A memory limit (0: the default) runc can set.
+
+    Raises:
+        InvalidArgument: negative, below 6 MiB, or past int64.
+    """
+    if memory < 0:
+        raise InvalidArgument(f"memory {memory} is negative")
+    if 0 < memory < MIN_MEMORY:
+        raise InvalidArgument(f"memory {memory} is below the minimum of {MIN_MEMORY} bytes (6 MiB)")
+    if memory > MAX_MEMORY:
+        raise InvalidArgument(f"memory {memory} is more than the largest limit, 2^63-1 bytes")
+
+
 def _check_limits(container: Container, host: HostView) -> None:
-    cpus = host.facts.cpu_count
-    if container.cpu < 0:
-        raise InvalidArgument(f"cpu {container.cpu} is negative")
-    if container.cpu > cpus:
-        raise InvalidArgument(f"cpu {container.cpu} is more than the {cpus} CPUs of this node")
-    if container.memory < 0:
-        raise InvalidArgument(f"memory {container.memory} is negative")
-    if 0 < container.memory < MIN_MEMORY:
-        raise InvalidArgument(f"memory {container.memory} is below the minimum of {MIN_MEMORY} bytes (6 MiB)")
-    if container.memory > MAX_MEMORY:
-        raise InvalidArgument(f"memory {container.memory} is more than the largest limit, 2^63-1 bytes")
+    check_cpu(container.cpu, host.facts)
+    check_memory(container.memory)
     if container.shutdown_timeout_ns < 0:
         raise InvalidArgument(f"shutdown timeout {container.shutdown_timeout_ns}ns is negative")
     if container.rootfs_propagation not in ROOTFS_PROPAGATIONS:

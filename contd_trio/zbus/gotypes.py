@@ -82,6 +82,16 @@ def _decode_bool(value: Any) -> bool:
     raise _refuse("bool", value)
 
 
+def _decode_bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    raise _refuse("[]uint8", value)
+
+
 def _decode_time(value: Any) -> msgpack.Timestamp:
     if value is None:
         return GO_ZERO_TIME
@@ -104,6 +114,8 @@ INT: GoType[int] = GoType("int", 0, _integer_decoder("int", -(2**63), 2**63 - 1)
 UINT: GoType[int] = GoType("uint", 0, _integer_decoder("uint", 0, 2**64 - 1), int)
 UINT64: GoType[int] = GoType("uint64", 0, _integer_decoder("uint64", 0, 2**64 - 1), int)
 BOOL: GoType[bool] = GoType("bool", False, _decode_bool, bool)
+#: ``[]byte`` travels as bin (Go also reads a str there).
+BYTES: GoType[bytes] = GoType("[]uint8", b"", _decode_bytes, bytes)
 #: time.Duration travels as int64 nanoseconds; Python sees an int of nanoseconds.
 DURATION: GoType[int] = GoType(
     "time.Duration", 0, _integer_decoder("time.Duration", -(2**63), 2**63 - 1), int

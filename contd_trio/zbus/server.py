@@ -5,7 +5,10 @@ does, so requests it cannot serve stay in Redis. Status requests need no
 slot: the reader answers them itself, even when every slot is busy (it then
 waits on the status queue and a private wake-up list that a finishing request
 pushes to). Each request runs in its own task under its own deadline and
-always gets an answer.
+always gets an answer. A request that only waits (a Run's settle window) can
+lend its slot back meanwhile (:func:`slot_lent`), so waiting never holds
+capacity another request needs; it takes a slot again, before any new
+request does, when the wait is over.
 
 Answers and events wait in an outbox. While the reader is working it carries
 them along with its next pop, so under load one round trip to Redis (one
@@ -23,10 +26,12 @@ flight are served, or cancelled after the grace, and answered either way.
 from __future__ import annotations
 
 import collections
+import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
 import trio
@@ -59,6 +64,45 @@ class _Outgoing(NamedTuple):
     kind: str  # "reply", "publish", "wake" or "requeue", as RedisTransport.send_batch takes them
     key: bytes
     payload: bytes
+
+
+class _Lease:
+    """The worker slot a request holds: ``slot`` is None while the request
+    lends it back (or could not take one again before it was cancelled)."""
+
+    __slots__ = ("action", "server", "slot", "taken_back")
+
+    def __init__(self, server: Server, slot: int, action: str) -> None:
+        self.server = server
+        self.slot: int | None = slot
+        self.action = action
+        self.taken_back = trio.Event()
+
+
+_current_lease: contextvars.ContextVar[_Lease | None] = contextvars.ContextVar(
+    "zbus_request_lease", default=None
+)
+
+
+@asynccontextmanager
+async def slot_lent() -> AsyncIterator[None]:
+    """Inside a request, give its worker slot back while the block only waits
+    (for a timer, an event), and take one again when the block ends: before
+    any new request, but possibly after waiting for one to free up.
+
+    Outside a request (supervision, a test), or in a block that lends already,
+    this does nothing. When the request is cancelled while it waits for a slot
+    again, it finishes without one (its clean-up still runs).
+    """
+    lease = _current_lease.get()
+    if lease is None or lease.slot is None:
+        yield
+        return
+    lease.server._lend(lease)
+    try:
+        yield
+    finally:
+        await lease.server._take_back(lease)
 
 
 class Server:
@@ -94,6 +138,11 @@ class Server:
         now = codec.timestamp_now()
         self._slots = [codec.WorkerStatus("free", now) for _ in range(workers)]
         self._free_slots = list(range(workers - 1, -1, -1))
+        # Requests that lent their slot and want one again, first come first served.
+        self._returning: collections.deque[_Lease] = collections.deque()
+        # Free slots promised to the reader's exchange under way (see _take_back).
+        self._reserved = 0
+        self._active = 0  # requests running, with or without a slot
         self._status_queue = codec.queue_name(module, codec.STATUS_OBJECT)
         self._wake_key = f"{module}.zbus.wake.{uuid.uuid4()}"
         self._parked = False
@@ -129,7 +178,13 @@ class Server:
 
     @property
     def in_flight(self) -> int:
-        return self.workers - len(self._free_slots)
+        """Requests being served, including those lending their slot."""
+        return self._active
+
+    @property
+    def lending(self) -> int:
+        """Requests being served without a slot (waiting, or waiting for one again)."""
+        return self._active - (self.workers - len(self._free_slots))
 
     def status(self) -> codec.Status:
         """Go's Status: the objects served and one entry per worker slot."""
@@ -214,6 +269,7 @@ class Server:
             outgoing = self._take_outbox()
             taken: list[tuple[str, bytes]] | None = None
             failure: ZbusError | None = None
+            self._reserved = free
             try:
                 taken = await self.transport.exchange(
                     outgoing,
@@ -231,6 +287,7 @@ class Server:
                 failure = exc
             finally:
                 self._reader_waiting = False
+                self._reserved = 0
                 if taken is None and outgoing:
                     # Not known to have left: send them again (a duplicate answer is harmless).
                     self._outbox.extendleft(reversed(outgoing))
@@ -260,6 +317,9 @@ class Server:
                     given_back.append(_Outgoing("requeue", queue.encode(), payload))
                     continue
                 self._accept(queue == self._status_queue, payload, requests)
+            # Slots the exchange was promised but did not use go to requests
+            # that lent theirs and want one again.
+            self._hand_over()
             if given_back:
                 logs.event(log, logging.INFO, "stopping: requests given back to redis", count=len(given_back))
             # Pushed to the head last one first, so the queue keeps its order.
@@ -328,15 +388,17 @@ class Server:
             return
         slot = self._free_slots.pop()
         self._slots[slot] = codec.WorkerStatus("busy", codec.timestamp_now(), call.action)
+        self._active += 1
         if self._idle.is_set():
             self._idle = trio.Event()
-        requests.start_soon(self._handle, call, request, slot)
+        requests.start_soon(self._handle, call, request, _Lease(self, slot, call.action))
 
     # -- one request -------------------------------------------------------------------
 
-    async def _handle(self, call: BoundCall, request: codec.Request, slot: int) -> None:
+    async def _handle(self, call: BoundCall, request: codec.Request, lease: _Lease) -> None:
         started = time.monotonic()
         output: codec.Output | None = None
+        _current_lease.set(lease)  # this task's own context: seen by slot_lent()
         try:
             with trio.move_on_after(self.timeout):
                 try:
@@ -360,7 +422,7 @@ class Server:
                     error=f"{call.action} cancelled: the daemon is shutting down",
                 )
             self._reply(request.reply_to, codec.Response(id=request.id, output=output))
-            self._release(slot)
+            self._finish(lease)
             if log.isEnabledFor(logging.INFO):
                 logs.event(
                     log,
@@ -373,14 +435,55 @@ class Server:
                     error=output.error,
                 )
 
+    def _finish(self, lease: _Lease) -> None:
+        if lease in self._returning:  # cancelled while waiting for a slot again
+            self._returning.remove(lease)
+        if lease.slot is not None:
+            self._release(lease.slot)
+            lease.slot = None
+        self._active -= 1
+        if not self._active:
+            self._idle.set()
+
     def _release(self, slot: int) -> None:
+        """A slot is free: a request that lent its own gets it, or else the reader."""
+        if self._returning:
+            self._give(self._returning.popleft(), slot)
+            return
         self._slots[slot] = codec.WorkerStatus("free", codec.timestamp_now())
         self._free_slots.append(slot)
         if self._parked:
             self._parked = False
             self._send_soon(_Outgoing("wake", self._wake_key.encode(), b""))
-        if len(self._free_slots) == self.workers:
-            self._idle.set()
+
+    def _give(self, lease: _Lease, slot: int) -> None:
+        lease.slot = slot
+        self._slots[slot] = codec.WorkerStatus("busy", codec.timestamp_now(), lease.action)
+        lease.taken_back.set()
+
+    def _lend(self, lease: _Lease) -> None:
+        assert lease.slot is not None
+        slot, lease.slot = lease.slot, None
+        lease.taken_back = trio.Event()
+        self._release(slot)
+
+    async def _take_back(self, lease: _Lease) -> None:
+        # The reader's exchange under way may take as many requests as there
+        # were free slots when it started: those slots are not up for grabs.
+        if not self._returning and len(self._free_slots) > self._reserved:
+            self._give(lease, self._free_slots.pop())
+            return
+        self._returning.append(lease)
+        try:
+            await lease.taken_back.wait()
+        except BaseException:
+            if lease.slot is None and lease in self._returning:
+                self._returning.remove(lease)
+            raise
+
+    def _hand_over(self) -> None:
+        while self._returning and self._free_slots:
+            self._give(self._returning.popleft(), self._free_slots.pop())
 
     # -- the outbox and its writer ---------------------------------------------------------
 

@@ -27,6 +27,19 @@ def netns_name() -> Iterator[str]:
 
 
 @pytest.fixture
+def netns_redis(netns_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.RedisService]:
+    """A Redis in the test's network namespace, as a tenant's log backend
+    is (the log shim reaches it from the container's network): its
+    ``channel_url`` is 127.0.0.1 there; the test subscribes through its
+    unix socket."""
+    service = services.start_redis(tmp_path_factory.mktemp("nr"), name="redis", port=6379, netns=netns_name)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
 def rootfs(busybox_rootfs: Path, tmp_path: Path) -> Path:
     """A busybox rootfs of this test's own, which it may change."""
     target = tmp_path / "rootfs"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -52,5 +54,55 @@ def test_the_installed_shim_runs_without_site_packages(tmp_path: Path) -> None:
             process.kill()
         os.close(ready_read)
     assert process.returncode == 0, stderr.decode()
-    assert sorted(log.read_text().splitlines()) == ["partial", "to stderr", "to stdout"]
+    assert sorted(line.split(" ", 1)[1] for line in log.read_text().splitlines()) == [
+        "stderr F partial",
+        "stderr F to stderr",
+        "stdout F to stdout",
+    ]
+    assert Path(f"{log}.idx").read_text().startswith("v1 ")
     assert not marker.exists(), "the shim ran the site module (and so site-packages)"
+
+
+def test_a_shim_that_cannot_join_the_containers_network_forwards_nothing(tmp_path: Path) -> None:
+    """Never from the host's network instead: a backend on the host's
+    loopback is not connected to, the lines stay in the log file, and the
+    shim says why."""
+    shim = install_logshim(tmp_path / "bin", python=sys.executable)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    url = f"redis://127.0.0.1:{listener.getsockname()[1]}/out"
+    not_a_netns = tmp_path / "not-a-netns"
+    not_a_netns.write_text("")
+    log = tmp_path / "c.log"
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    ready_read, ready_write = os.pipe()
+
+    def as_the_runc_shim_does() -> None:
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (out_read, err_read, ready_write)]
+        for source, target in zip(high, (3, 4, 5), strict=True):
+            os.dup2(source, target)
+
+    arguments = ["--log", str(log), "--stdout.0", url, "--netns", str(not_a_netns)]
+    process = subprocess.Popen(
+        [str(shim), *arguments], close_fds=False, preexec_fn=as_the_runc_shim_does, stderr=subprocess.PIPE
+    )
+    try:
+        for fd in (out_read, err_read, ready_write):
+            os.close(fd)
+        assert os.read(ready_read, 1) == b"1"
+        os.write(out_write, b"hello\n")
+        os.close(out_write)
+        os.close(err_write)
+        _, stderr = process.communicate(timeout=30)  # it has given its lines every chance by now
+        reached, _, _ = select.select([listener], [], [], 0)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(ready_read)
+        listener.close()
+    assert process.returncode == 0, stderr.decode()
+    assert not reached, "the shim connected from the host's network"
+    assert log.read_text().endswith(" stdout F hello\n")
+    assert "cannot join the container's network" in stderr.decode()

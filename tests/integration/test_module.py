@@ -83,7 +83,14 @@ async def test_run_inspect_list_logs_delete(
     text = await output_of(contd, ns, "c1")
     assert "hello\n" in text and "oops\n" in text
     log_file = daemon.config.root / "logs" / ns / "c1.log"
-    assert log_file.read_text() == text
+    # The file holds each line with the time it was read and its stream (CRI's log format).
+    records = [line.split(" ", 3) for line in log_file.read_text().splitlines()]
+    assert {line: (stream, tag) for _, stream, tag, line in records} == {
+        "hello": ("stdout", "F"),
+        "oops": ("stderr", "F"),
+        "END": ("stdout", "F"),
+    }
+    assert [line for *_, line in records] == text.splitlines()
     started = trio.current_time()
     await contd.delete(ns, "c1")
     assert trio.current_time() - started < 2  # it left on SIGTERM, without waiting for the timeout
@@ -112,6 +119,7 @@ async def test_delete_removes_the_log_and_its_rotated_file(
         assert rotated.exists() and log_file.exists()
         await contd.delete(ns, "c1")
         assert not log_file.exists() and not rotated.exists()
+        assert list(log_file.parent.iterdir()) == []  # nor the index
 
 
 async def test_fields_as_seen_from_inside(
@@ -550,3 +558,31 @@ async def test_go_shaped_payloads(
     answer = await call(*go_request("request ListNS()"))
     assert ns in codec.unpack(answer.output.data or b"")
     await daemon.module.delete(ns, "c1")
+
+
+async def test_runs_in_their_settle_window_leave_the_one_worker_to_other_requests(
+    daemon_config: Config, broker: str, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    # One worker, a long settle window: each Run only waits in it, with its
+    # worker slot lent back, so the other Runs and a List are served meanwhile.
+    config = dataclasses.replace(daemon_config, workers=1, start_settle=8.0)
+    async with open_daemon(config) as running, open_client(broker) as bus:
+        contd = ContainerClient(bus, timeout=60)
+        answered: list[str] = []
+
+        async def run(name: str) -> None:
+            answered.append(await contd.run(ns, container(rootfs, netns_name, name=name)))
+
+        async with trio.open_nursery() as nursery:
+            for name in ("c1", "c2", "c3"):
+                nursery.start_soon(run, name)
+            await wait_until(lambda: running.server.lending == 3, timeout=60)
+            with trio.fail_after(10):
+                # Every Run has made its container and waits; none has answered.
+                assert await contd.list_containers(ns) == ["c1", "c2", "c3"]
+            assert answered == [] and running.server.in_flight == 3
+        assert sorted(answered) == ["c1", "c2", "c3"]
+        assert running.server.in_flight == 0 and running.server.lending == 0
+        for name in ("c1", "c2", "c3"):
+            assert (await contd.inspect(ns, name)).task is not None
+            await contd.delete(ns, name)

@@ -54,8 +54,14 @@ while True:
 
 
 @contextmanager
-def endless_answer_server() -> Iterator[int]:
-    process = subprocess.Popen([sys.executable, "-c", ENDLESS_ANSWER], stdout=subprocess.PIPE, text=True)
+def endless_answer_server(netns: str) -> Iterator[int]:
+    """In the container's network namespace (with its loopback up), where
+    its log shim reaches backends."""
+    inside = ["ip", "netns", "exec", netns]
+    subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
+    process = subprocess.Popen(
+        [*inside, sys.executable, "-c", ENDLESS_ANSWER], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout is not None
     try:
         yield int(process.stdout.readline())
@@ -95,7 +101,8 @@ def peak_rss_mib(pid: int) -> int:
 
 
 def last_line_number(log_file: Path) -> int:
-    """The largest ``<n> `` a line starts with, in the tails of the log and its rotated file."""
+    """The largest ``<n> `` a line's text starts with (after the shim's
+    ``<time> <stream> <F|P> ``), in the tails of the log and its rotated file."""
     found = 0
     for path in (log_file, log_file.with_name(log_file.name + ".1")):
         try:
@@ -105,7 +112,7 @@ def last_line_number(log_file: Path) -> int:
                 tail = f.read()
         except FileNotFoundError:
             continue
-        numbers = [int(n) for n in re.findall(rb"(?:^|\n)(\d+) ", tail)]
+        numbers = [int(n) for n in re.findall(rb"(?:^|\n)(?:\S+ std(?:out|err) [FP] )?(\d+) ", tail)]
         found = max([found, *numbers])
     return found
 
@@ -145,7 +152,7 @@ async def test_a_backend_that_never_finishes_its_answer_does_not_stop_the_log(
     """A backend that answers PUBLISH without end (no CRLF, ever) holds the
     shim in its reply loop forever: the container's later lines never reach
     its log file, and once the pipe is full the container blocks on write."""
-    with endless_answer_server() as port:
+    with endless_answer_server(netns_name) as port:
         logs = redis_logs(f"redis://127.0.0.1:{port}/out")
         entrypoint = numbered_lines("echo line", pause="sleep 0.05;")
         await contd.run(ns, container(rootfs, netns_name, "c1", entrypoint=entrypoint, logs=logs))

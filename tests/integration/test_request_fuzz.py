@@ -265,11 +265,19 @@ def base_args(target: Target, method: str) -> list[Any]:
         return [target.ns, base_container(target)]
     if method in ("Delete", "SignalDelete"):
         return [target.ns, "nosuch"]
-    if method == "Exec":
+    if method in ("Exec", "ExecOutput"):
         return [target.ns, TAKEN, 5 * 10**9, "true"]
-    return {"Inspect": [target.ns, TAKEN], "List": [target.ns], "ListNS": [], "Logs": [target.ns, TAKEN]}[
-        method
-    ]
+    if method == "Update":
+        return [target.ns, "nosuch", 1, 64 << 20]
+    return {
+        "Inspect": [target.ns, TAKEN],
+        "List": [target.ns],
+        "ListNS": [],
+        "Logs": [target.ns, TAKEN],
+        "LogsFrom": [target.ns, TAKEN, "", 0],
+        "LogsTail": [target.ns, TAKEN, 10, codec.GO_ZERO_TIME],
+        "Stats": [target.ns, TAKEN],
+    }[method]
 
 
 @pytest.fixture(scope="module")
@@ -386,19 +394,45 @@ POSITIONS: list[Position] = [
     ),
     *(
         Position(method, (i,), "string", names, identifier=True)
-        for method in ("Inspect", "Delete", "SignalDelete", "Logs")
+        for method in ("Inspect", "Delete", "SignalDelete", "Logs", "LogsFrom", "LogsTail", "Stats", "Update")
         for i, names in enumerate((NS, ID))
     ),
     Position("List", (0,), "string", NS, identifier=True),
-    Position("Exec", (0,), "string", NS, identifier=True),
-    Position("Exec", (1,), "string", ID, identifier=True),
-    Position("Exec", (2,), "duration", ("timeout",)),
-    Position("Exec", (3,), "string", ("arg", "command", "exec")),
-    Position("Exec", (4,), "string", ("arg", "command", "exec")),
+    *(
+        position
+        for method in ("Exec", "ExecOutput")
+        for position in (
+            Position(method, (0,), "string", NS, identifier=True),
+            Position(method, (1,), "string", ID, identifier=True),
+            Position(method, (2,), "duration", ("timeout",)),
+            Position(method, (3,), "string", ("arg", "command", "exec")),
+            Position(method, (4,), "string", ("arg", "command", "exec")),
+        )
+    ),
+    Position("LogsFrom", (2,), "string", ("cursor",)),
+    Position("LogsFrom", (3,), "int", ("max",)),
+    Position("LogsTail", (2,), "int", ("lines",)),
+    Position("LogsTail", (3,), "time", ("since",)),
+    Position("Update", (2,), "uint", ("cpu",)),
+    Position("Update", (3,), "uint64", ("memory",)),
 ]
 STRING_POSITIONS = [p for p in POSITIONS if p.kind == "string"]
 BY_NAME = {repr(p): p for p in POSITIONS}
-METHODS = ["Run", "Inspect", "Delete", "SignalDelete", "List", "ListNS", "Exec", "Logs"]
+METHODS = [
+    "Run",
+    "Inspect",
+    "Delete",
+    "SignalDelete",
+    "List",
+    "ListNS",
+    "Exec",
+    "Logs",
+    "ExecOutput",
+    "LogsFrom",
+    "LogsTail",
+    "Stats",
+    "Update",
+]
 
 
 def placed(args: list[Any], path: tuple[Any, ...], value: Any) -> list[Any]:
@@ -449,6 +483,14 @@ WRONG_TYPES = {
     "uint64": st.one_of(
         st.text(max_size=5), st.booleans(), st.just([1]), st.just({}), _FRACTION, st.integers(-(2**63), -1)
     ),
+    "int": st.one_of(
+        st.text(max_size=5),
+        st.booleans(),
+        st.just([1]),
+        st.just({}),
+        _FRACTION,
+        st.integers(2**63, 2**64 - 1),
+    ),
     "duration": st.one_of(
         st.text(max_size=5),
         st.booleans(),
@@ -476,6 +518,7 @@ HUGE_VALUES = {
     "uint": st.sampled_from([2**64 - 1, 2**63, 2**32]),
     "uint64": st.sampled_from([2**64 - 1, 2**63, 2**32]),
     "duration": st.sampled_from([2**63 - 1, -(2**63), 1]),
+    "int": st.sampled_from([2**63 - 1, -(2**63), -1]),
     "time": st.sampled_from([msgpack.Timestamp(2**34 - 1, 999_999_999), msgpack.Timestamp(-(2**62), 0)]),
     "[]string": st.builds(
         lambda s, n: [s] * n, st.sampled_from(["A=1", "x", "/tmp"]), st.integers(2_000, 20_000)
@@ -582,6 +625,8 @@ def report(problems: list[str], response: codec.Response | None) -> str:
 @example(case=(BY_NAME["Run[1, 'Entrypoint']:string"], GoStr(b"sleep \xff\xfe")))
 @example(case=(BY_NAME["Exec[3]:string"], GoStr(b"\xff\xfe")))
 @example(case=(BY_NAME["Run[1, 'Env', 0]:string"], GoStr(b"A=\xff")))
+@example(case=(BY_NAME["LogsFrom[2]:string"], GoStr(b"0:\xff")))
+@example(case=(BY_NAME["ExecOutput[4]:string"], GoStr(b"\xff")))
 def test_invalid_utf8_in_any_argument_is_a_call_error_naming_the_field(
     target: Target, case: tuple[Position, Any]
 ) -> None:
@@ -615,12 +660,14 @@ def mistyped(draw: st.DrawFn) -> tuple[Position | str, Any]:
 @given(case=mistyped())
 @example(case=(BY_NAME["Run[1, 'CPU']:uint"], -1))
 @example(case=("ListNS", "one more"))
+@example(case=(BY_NAME["LogsFrom[3]:int"], 2**63))
+@example(case=(BY_NAME["Update[3]:uint64"], -1))
 def test_a_mistyped_argument_is_a_protocol_error_naming_it(target: Target, case: tuple[Any, Any]) -> None:
     position, value = case
     reply_to = f"fuzz.reply.{uuid.uuid4()}"
     if isinstance(position, str):
         method, args = position, base_args(target, position)
-        if method == "Exec":
+        if method in ("Exec", "ExecOutput"):
             args = args[:2]  # variadic: only too few arguments are wrong
         elif value == "one less" and args:
             args = args[:-1]

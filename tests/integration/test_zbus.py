@@ -20,7 +20,7 @@ from contd_trio.zbus import codec, demo, gotypes
 from contd_trio.zbus.client import Client, open_client
 from contd_trio.zbus.dispatch import Method
 from contd_trio.zbus.errors import CallError, ProtocolError, RequestTimedOut
-from contd_trio.zbus.server import Server
+from contd_trio.zbus.server import Server, slot_lent
 from contd_trio.zbus.transport import open_redis_transport, parse_broker_url
 from tests.helpers import wait_until
 from tools import services
@@ -37,9 +37,29 @@ async def boom() -> None:
     raise KeyError("the method has a bug")
 
 
+#: What a ``Lend`` call waits for, by name (set by the test that calls it).
+GATES: dict[str, trio.Event] = {}
+#: The order in which ``Lend`` and ``Note`` calls ran to their end, in the server.
+FINISHED: list[str] = []
+
+
+async def lend(gate: str) -> str:
+    """Waits for its gate with its worker slot lent back, then says so."""
+    async with slot_lent():
+        await GATES[gate].wait()
+    FINISHED.append(gate)
+    return gate
+
+
+async def note(text: str) -> None:
+    FINISHED.append(text)
+
+
 TESTING_METHODS = {
     "Join": Method(join, params=(gotypes.STRING,), variadic=gotypes.STRING, results=(gotypes.STRING,)),
     "Boom": Method(boom),
+    "Lend": Method(lend, params=(gotypes.STRING,), results=(gotypes.STRING,)),
+    "Note": Method(note, params=(gotypes.STRING,)),
 }
 
 
@@ -212,6 +232,83 @@ async def test_a_slow_method_does_not_delay_fast_ones(served: Served, client: Cl
                 assert await client.call(served.module, demo.CALCULATOR, "Add", 1.0, 1.0) == 2.0
         assert served.server.in_flight == 4  # answered while every sleeper still sleeps
         nursery.cancel_scope.cancel()
+
+
+async def test_a_request_lending_its_slot_does_not_block_others_with_one_worker(
+    broker: str, nursery: trio.Nursery, client: Client
+) -> None:
+    served = await nursery.start(lambda task_status: serve_demo(broker, task_status, workers=1))
+    name = uuid.uuid4().hex
+    gate = GATES[name] = trio.Event()
+    answers: list[str] = []
+
+    async def call_lend() -> None:
+        answers.append(await client.call(served.module, TESTING, "Lend", name))
+
+    async with trio.open_nursery() as callers:
+        callers.start_soon(call_lend)
+        await wait_until(lambda: served.server.lending == 1, interval=0.01)
+        with trio.fail_after(10):
+            for _ in range(5):
+                assert await client.call(served.module, demo.CALCULATOR, "Add", 1.0, 1.0) == 2.0
+            status = await client.status(served.module)
+        # Truthful: the one slot is free, and the lender is still in flight.
+        assert [w.state for w in status.workers] == ["free"]
+        assert served.server.in_flight == 1 and not answers
+        gate.set()
+    assert len(answers) == 1
+    assert served.server.in_flight == 0 and served.server.lending == 0
+    assert [w.state for w in served.server.status().workers] == ["free"]
+
+
+async def test_a_lender_takes_its_slot_back_before_new_requests(
+    broker: str, nursery: trio.Nursery, client: Client
+) -> None:
+    served = await nursery.start(lambda task_status: serve_demo(broker, task_status, workers=1))
+    r = sync_redis(broker)
+    name = uuid.uuid4().hex
+    gate = GATES[name] = trio.Event()
+
+    async with trio.open_nursery() as callers:
+        callers.start_soon(client.call, served.module, TESTING, "Lend", name)
+        await wait_until(lambda: served.server.lending == 1, interval=0.01)
+        # The lent slot serves a slow request; a fast one waits in Redis behind it.
+        callers.start_soon(client.call, served.module, demo.UTILS, "Sleep", 500 * 10**6)
+        await wait_until(lambda: served.server.in_flight == 2, interval=0.01)
+        queued = uuid.uuid4().hex
+        callers.start_soon(client.call, served.module, TESTING, "Note", queued)
+        await wait_until(lambda: r.llen(served.queue(TESTING)) == 1, interval=0.01)
+        gate.set()  # the lender wants a slot again while the Sleep holds it
+    # The Sleep's slot went to the lender first, the queued request came after.
+    assert [n for n in FINISHED if n in (name, queued)] == [name, queued]
+    assert served.server.in_flight == 0 and served.server.lending == 0
+
+
+async def test_a_lender_cancelled_while_waiting_for_its_slot_still_answers(
+    broker: str, nursery: trio.Nursery, client: Client
+) -> None:
+    served = await nursery.start(lambda task_status: serve_demo(broker, task_status, workers=1, timeout=1.0))
+    name = uuid.uuid4().hex
+    gate = GATES[name] = trio.Event()
+    failures: list[str] = []
+
+    async def call(object_id: codec.ObjectID, method: str, *args: Any) -> None:
+        with pytest.raises(CallError) as caught:
+            await client.call(served.module, object_id, method, *args, timeout=30)
+        failures.append(str(caught.value))
+
+    async with trio.open_nursery() as callers:
+        callers.start_soon(call, TESTING, "Lend", name)
+        await wait_until(lambda: served.server.lending == 1, interval=0.01)
+        # Taken after the Lend, so its deadline comes later: the Lend's deadline
+        # passes while it waits for the slot the Sleep holds.
+        callers.start_soon(call, demo.UTILS, "Sleep", 60 * 10**9)
+        await wait_until(lambda: served.server.in_flight == 2, interval=0.01)
+        gate.set()
+    assert failures == ["[testing@1.0].Lend() timed out after 1s", "[utils@1.0].Sleep() timed out after 1s"]
+    assert served.server.in_flight == 0 and served.server.lending == 0
+    assert [w.state for w in served.server.status().workers] == ["free"]
+    assert await client.call(served.module, demo.CALCULATOR, "Add", 1.0, 1.0, timeout=10) == 2.0
 
 
 async def test_a_request_past_its_deadline_is_cancelled_and_answered(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,7 +46,7 @@ def test_bad_redis_urls(url: str) -> None:
 
 def test_rotation_happens_between_lines_and_keeps_one_old_file(tmp_path: Path) -> None:
     path = tmp_path / "c.log"
-    logfile = logshim.LogFile(str(path), max_bytes=30)
+    logfile = logshim.LogFile(str(path), max_bytes=150)
     stream = logshim.Stream(3, [])
     for i in range(10):
         stream.feed(f"line {i}\n".encode()[:4], logfile)  # pieces of lines...
@@ -49,8 +54,8 @@ def test_rotation_happens_between_lines_and_keeps_one_old_file(tmp_path: Path) -
     stream.finish(logfile)
     logfile.close()
     old, new = (tmp_path / "c.log.1").read_text(), path.read_text()
-    assert len(new) <= 30 and len(old) <= 30
-    lines = (old + new).splitlines()
+    assert len(new) <= 150 and len(old) <= 150
+    lines = [line.split(" F ", 1)[1] for line in (old + new).splitlines()]
     assert lines == [f"line {i}" for i in range(10 - len(lines), 10)]  # whole, in order, the newest kept
 
 
@@ -60,8 +65,8 @@ def test_a_partial_last_line_is_written_at_the_end(tmp_path: Path) -> None:
     stream = logshim.Stream(3, [channel])
     stream.feed(b"a\nb", logfile)
     stream.finish(logfile)
-    assert (tmp_path / "c.log").read_text() == "a\nb\n"
-    assert channel.pending == [b"a", b"b"]
+    assert [line[-4:] for line in (tmp_path / "c.log").read_text().splitlines()] == [" F a", " F b"]
+    assert channel.pending == [b"a", b"b"]  # forwarded without the time and stream
 
 
 def test_lines_wait_for_redis_but_not_forever() -> None:
@@ -70,6 +75,76 @@ def test_lines_wait_for_redis_but_not_forever() -> None:
         channel.add(str(i).encode())
     assert len(channel.pending) == logshim.MAX_PENDING_LINES and channel.dropped == 5
     assert channel.pending[0] == b"5"
+
+
+def test_lines_kept_for_redis_are_bounded_in_bytes_too() -> None:
+    channel = logshim.RedisChannel("redis://127.0.0.1:1/x")
+    line = b"x" * 60_000
+    for _ in range(1000):
+        channel.add(line)
+    assert channel.pending_bytes == sum(map(len, channel.pending)) <= logshim.MAX_PENDING_BYTES
+    assert len(channel.pending) == logshim.MAX_PENDING_BYTES // len(line)
+    assert channel.dropped == 1000 - len(channel.pending)
+    # A single line over the cap is still kept (the newest always is).
+    channel.add(b"y" * (logshim.MAX_PENDING_BYTES + 1))
+    assert channel.pending == [b"y" * (logshim.MAX_PENDING_BYTES + 1)]
+
+
+@contextlib.contextmanager
+def answering(reply: bytes) -> Iterator[logshim.RedisChannel]:
+    """A channel whose connection is a socket pair, the other end having sent ``reply``."""
+    channel = logshim.RedisChannel("redis://127.0.0.1:1/x")
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(reply)
+        channel.sock = ours
+        yield channel
+
+
+def test_answers_from_redis_are_read_bounded_in_bytes_and_time() -> None:
+    deadline = time.monotonic() + 5
+    with answering(b":1\r\n:0\r\n") as channel:
+        channel._read_replies(2, deadline)
+    with answering(b"+" + b"x" * 100_000) as channel, pytest.raises(OSError, match="more than 64 bytes"):
+        channel._read_replies(2, deadline)
+    # One answer of two, then silence: given up at the deadline.
+    with answering(b":1\r\n") as channel, pytest.raises(OSError, match=r"did not answer in time|timed out"):
+        channel._read_replies(2, time.monotonic() + 0.2)
+    with answering(b"-ERR no\r\n") as channel, pytest.raises(OSError, match="refused PUBLISH: -ERR no"):
+        channel._read_replies(1, deadline)
+
+
+def test_a_full_disk_drops_lines_counted_and_the_log_resumes_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    logfile = logshim.LogFile(str(path), max_bytes=1 << 20, indexed=True)
+    stream = logshim.Stream(3, [])
+    stream.feed(b"before\n", logfile)
+    room = logfile.fd
+    logfile.fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    stream.feed(b"lost 1\nlost 2\n", logfile)
+    stream.feed(b"lost 3\n", logfile)
+    assert logfile.lost == 3
+    os.close(logfile.fd)
+    logfile.fd = room  # space again
+    stream.feed(b"after\n", logfile)
+    logfile.close()
+    texts = [line.split(b" ", 3)[3] for line in path.read_bytes().splitlines()]
+    assert texts[0] == b"before" and texts[2] == b"after"
+    assert texts[1].startswith(b"contd-logshim: 3 lines of output were lost: ")
+    assert logfile.lost == 0
+
+
+def test_a_line_cut_by_a_full_disk_is_ended_before_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    logfile = logshim.LogFile(str(path), max_bytes=1 << 20, indexed=True)
+    logfile._append(b"half a li")  # as if the disk filled up in the middle of a line
+    assert not logfile.at_line_start
+    logfile.lost, logfile.lost_reason = 1, "No space left on device"
+    logfile.write(b"next\n")
+    logfile.close()
+    first, note, last = path.read_bytes().splitlines()
+    assert first == b"half a li" and last == b"next"
+    assert note.endswith(b" stderr F contd-logshim: 1 lines of output were lost: No space left on device")
 
 
 def test_the_shim_is_installed_executable_with_a_no_site_shebang_once(tmp_path: Path) -> None:
@@ -85,7 +160,9 @@ def test_the_stdio_uri_carries_every_argument() -> None:
         Logs("redis", LogsRedis("redis://h:1/out", "redis://h:1/err")),
         Logs("redis", LogsRedis("redis://h:2/o2", "")),
     ]
-    uri = task_output_uri(Path("/r/bin/contd-logshim"), Path("/r/logs/n/c 1.log"), 4096, backends)
+    uri = task_output_uri(
+        Path("/r/bin/contd-logshim"), Path("/r/logs/n/c 1.log"), 4096, backends, netns="/var/run/netns/n1"
+    )
     parts = urlsplit(uri)
     assert parts.scheme == "binary" and parts.path == "/r/bin/contd-logshim"
     args = {k: v[0] for k, v in parse_qs(parts.query).items()}
@@ -95,7 +172,11 @@ def test_the_stdio_uri_carries_every_argument() -> None:
         "--stdout.0": "redis://h:1/out",
         "--stderr.0": "redis://h:1/err",
         "--stdout.1": "redis://h:2/o2",
+        "--netns": "/var/run/netns/n1",
     }
+    # Without backends the shim has no network to join.
+    plain = task_output_uri(Path("/s"), Path("/l"), 1, [], netns="/var/run/netns/n1")
+    assert "netns" not in plain
 
 
 def test_a_big_chunk_is_split_between_lines_to_respect_the_cap(tmp_path: Path) -> None:

@@ -51,7 +51,19 @@ def test_generated_code_is_up_to_date():
             tasks_pb2,
             "Tasks",
             "containerd.services.tasks.v1.Tasks",
-            {"Create", "Start", "Delete", "DeleteProcess", "Get", "List", "Kill", "Exec", "ListPids", "Wait"},
+            {
+                "Create",
+                "Start",
+                "Delete",
+                "DeleteProcess",
+                "Get",
+                "List",
+                "Kill",
+                "Exec",
+                "ListPids",
+                "Wait",
+                "Update",
+            },
         ),
         (events_pb2, "Events", "containerd.services.events.v1.Events", {"Publish", "Subscribe"}),
         (
@@ -171,6 +183,9 @@ def test_other_task_messages():
     # The runc shim's info of an exec process, typed by its full name.
     assert oci_pb2.ProcessDetails.DESCRIPTOR.full_name == "containerd.runc.v1.ProcessDetails"
     assert numbers(oci_pb2.ProcessDetails) == {"exec_id": 1}
+    assert numbers(tasks_pb2.UpdateTaskRequest) == {"container_id": 1, "resources": 2, "annotations": 3}
+    resources = tasks_pb2.UpdateTaskRequest.DESCRIPTOR.fields_by_name["resources"]
+    assert resources.message_type.full_name == "google.protobuf.Any"
 
 
 def test_container_field_numbers():

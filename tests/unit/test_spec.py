@@ -576,3 +576,30 @@ def test_process_spec_drops_a_terminal() -> None:
 )
 def test_type_urls(url: str, name: str) -> None:
     assert url == f"types.containerd.io/opencontainers/runtime-spec/1/{name}"
+
+
+# ------------------------------------------------------------ Update's limits
+
+
+def test_linux_resources_sets_only_what_is_given() -> None:
+    assert oci.linux_resources(0, 0) == {}
+    assert oci.linux_resources(64 << 20, 0) == {"memory": {"limit": 64 << 20}}
+    assert oci.linux_resources(0, 2) == {"cpu": {"quota": 200_000, "period": 100_000}}
+
+
+def test_with_resources_changes_the_limits_and_keeps_the_rest() -> None:
+    spec = build(make(memory=64 << 20, cpu=1, elevated=True))
+    updated = oci.with_resources(spec, 128 << 20, 0)
+    assert read_spec(updated).memory == 128 << 20 and read_spec(updated).cpu == 1
+    assert updated["linux"]["resources"]["devices"] == spec["linux"]["resources"]["devices"]
+    updated = oci.with_resources(updated, 0, 2)
+    assert (read_spec(updated).memory, read_spec(updated).cpu) == (128 << 20, 2)
+    # The spec given is not changed; everything but the limits is the same.
+    assert read_spec(spec).memory == 64 << 20
+    updated["linux"]["resources"] = spec["linux"]["resources"]
+    assert updated == spec
+    # A spec without limits at all (not made by us) gets them.
+    bare = oci.with_resources({"process": {"args": ["x"]}}, 8 << 20, 1)
+    assert (read_spec(bare).memory, read_spec(bare).cpu, read_spec(bare).args) == (8 << 20, 1, ("x",))
+    odd = oci.with_resources({"linux": "x"}, 8 << 20, 0)
+    assert read_spec(odd).memory == 8 << 20

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contd_trio.text import QUOTE_LIMIT, format_duration, printable, quote, shorten
+from contd_trio.text import QUOTE_LIMIT, format_duration, printable, quote, shorten, shorten_front
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,10 @@ def test_shorten_never_exceeds_its_limit(text: str, limit: int) -> None:
     short = shorten(text, limit)
     assert len(short) <= limit
     assert short == text or short.endswith("…")
+
+
+@given(text=st.text(), limit=st.integers(1, 50))
+def test_shorten_front_keeps_the_end_within_its_limit(text: str, limit: int) -> None:
+    cut = shorten_front(text, limit)
+    assert len(cut) <= limit
+    assert cut == text or (cut.startswith("…") and text.endswith(cut[1:]))

@@ -5,8 +5,9 @@ unique memory of each container's log shim.
   after 1,000 warm-up Inspects and after 10,000 more (growth is the last
   minus the warm-up);
 * then 20 containers print a line every 0.1 s (half of them forwarding it
-  to a Redis channel) and the USS (Private_Clean + Private_Dirty) of every
-  ``contd-logshim`` is read, next to the runc shim's for scale.
+  to a Redis channel in the containers' network namespace) and the USS
+  (Private_Clean + Private_Dirty) of every ``contd-logshim`` is read, next
+  to the runc shim's for scale.
 """
 
 from __future__ import annotations
@@ -88,12 +89,19 @@ def measure(args: argparse.Namespace) -> list[Figure]:
             services.reap_containerd(bench.containerd.address)
             idle.append(before / 1024)
             growth.append((after - warm) / 1024)
-        backend = services.start_redis(bench.run_dir, name="backend", port=services.free_loopback_port())
+        # In the containers' network namespace: the log shims reach backends from there.
+        backend = services.start_redis(bench.run_dir, name="backend", port=6379, netns=bench.netns)
         daemon = start_contd(bench, "-log-level", "warning")
         try:
             trio_asyncio.run(_chatty, bench, args.shims, backend)
             time.sleep(3)  # let them write and forward for a while
-            logshim = [uss_kib(p) / 1024 for p in _pids_of(b"contd-logshim", str(bench.run_dir).encode())]
+            shims = _pids_of(b"contd-logshim", str(bench.run_dir).encode())
+            forwarding = set(_pids_of(b"--stdout.0"))
+            logshim = [uss_kib(p) / 1024 for p in shims]
+            by_kind = {
+                "forwarding": [uss_kib(p) / 1024 for p in shims if p in forwarding],
+                "file only": [uss_kib(p) / 1024 for p in shims if p not in forwarding],
+            }
             runc = [uss_kib(p) / 1024 for p in services.shim_pids(bench.containerd.address)]
         finally:
             stop(daemon)
@@ -118,5 +126,10 @@ def measure(args: argparse.Namespace) -> list[Figure]:
             "",
             logshim,
             runc,
+        ),
+        *(
+            Figure(PART, f"log shim USS, {kind} ({len(sizes)})", "MB", statistics.mean(sizes), runs=sizes)
+            for kind, sizes in by_kind.items()
+            if sizes
         ),
     ]

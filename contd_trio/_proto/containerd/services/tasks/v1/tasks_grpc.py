@@ -60,6 +60,10 @@ class TasksBase(abc.ABC):
     async def Wait(self, stream: 'grpclib.server.Stream[contd_trio._proto.containerd.services.tasks.v1.tasks_pb2.WaitRequest, contd_trio._proto.containerd.services.tasks.v1.tasks_pb2.WaitResponse]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def Update(self, stream: 'grpclib.server.Stream[contd_trio._proto.containerd.services.tasks.v1.tasks_pb2.UpdateTaskRequest, google.protobuf.empty_pb2.Empty]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/containerd.services.tasks.v1.Tasks/Create': grpclib.const.Handler(
@@ -121,6 +125,12 @@ class TasksBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 contd_trio._proto.containerd.services.tasks.v1.tasks_pb2.WaitRequest,
                 contd_trio._proto.containerd.services.tasks.v1.tasks_pb2.WaitResponse,
+            ),
+            '/containerd.services.tasks.v1.Tasks/Update': grpclib.const.Handler(
+                self.Update,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                contd_trio._proto.containerd.services.tasks.v1.tasks_pb2.UpdateTaskRequest,
+                google.protobuf.empty_pb2.Empty,
             ),
         }
 
@@ -187,4 +197,10 @@ class TasksStub:
             '/containerd.services.tasks.v1.Tasks/Wait',
             contd_trio._proto.containerd.services.tasks.v1.tasks_pb2.WaitRequest,
             contd_trio._proto.containerd.services.tasks.v1.tasks_pb2.WaitResponse,
+        )
+        self.Update = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/containerd.services.tasks.v1.Tasks/Update',
+            contd_trio._proto.containerd.services.tasks.v1.tasks_pb2.UpdateTaskRequest,
+            google.protobuf.empty_pb2.Empty,
         )
