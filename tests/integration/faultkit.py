@@ -27,6 +27,7 @@ from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus import codec
 from contd_trio.zbus.client import Client
 from contd_trio.zbus.errors import BusUnavailable, RequestTimedOut
+from tests.helpers import STEADY
 from tools import services
 
 #: An entrypoint that leaves on SIGTERM.
@@ -410,3 +411,10 @@ def leaf_errors(log: str, limit: int = 5) -> list[str]:
         if len(found) == limit:
             break
     return found
+
+
+async def serving_with_c1(daemon: ContdProcess, bus: Client, ns: str, rootfs: Path, netns: str) -> None:
+    """Wait until ``daemon`` serves, then Run a steady ``c1`` through it."""
+    assert await within(lambda: "serving" in daemon.log(), 30), daemon.tail()
+    spec = container(rootfs, netns, "c1", entrypoint=STEADY)
+    assert (await ask(bus, "Run", ns, spec, timeout=30)).kind == "ok"

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus.client import open_client
-from tests.helpers import STEADY
-from tests.integration.faultkit import ContdProcess, ask, within
+from tests.integration.faultkit import ContdProcess, ask, serving_with_c1
 from tools import services
 
 DEADLINE_SECONDS = 10.0
@@ -44,11 +42,7 @@ async def test_an_exec_with_a_large_newline_free_output_is_answered_by_its_deadl
     daemon.start()
     try:
         async with open_client(private_redis.url) as bus:
-            assert await within(lambda: "serving" in daemon.log(), 30), daemon.tail()
-            spec = Container(
-                name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY
-            )
-            assert (await ask(bus, "Run", ns, spec, timeout=30)).kind == "ok"
+            await serving_with_c1(daemon, bus, ns, rootfs, netns_name)
             # 128 MB at once, then it sits until its 2 s exec timeout kills it.
             script = "head -c 128000000 /dev/zero; sleep 1000"
             limit = DEADLINE_SECONDS + SLACK_SECONDS

@@ -29,6 +29,7 @@ from tests.integration.faultkit import (
     ask,
     cgroup_processes,
     command_line,
+    serving_with_c1,
     settled,
     within,
 )
@@ -58,11 +59,7 @@ async def test_an_exec_cut_off_by_a_daemon_kill_is_removed_after_the_restart(
     daemon.start()
     try:
         async with open_client(private_redis.url) as bus:
-            assert await within(lambda: "serving" in daemon.log(), 30), daemon.tail()
-            spec = Container(
-                name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY
-            )
-            assert (await ask(bus, "Run", ns, spec, timeout=30)).kind == "ok"
+            await serving_with_c1(daemon, bus, ns, rootfs, netns_name)
             script = f"touch /exec-started; exec sleep {EXEC_MARK}"
             async with trio.open_nursery() as nursery:
                 # Its caller gets no answer: the daemon dies under it.

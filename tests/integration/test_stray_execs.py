@@ -13,10 +13,17 @@ from pathlib import Path
 
 import trio
 
-from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus.client import open_client
-from tests.helpers import STEADY, wait_until
-from tests.integration.faultkit import ContdProcess, ask, cgroup_processes, command_line, settled, within
+from tests.helpers import wait_until
+from tests.integration.faultkit import (
+    ContdProcess,
+    ask,
+    cgroup_processes,
+    command_line,
+    serving_with_c1,
+    settled,
+    within,
+)
 from tools import services
 
 #: Told apart from every other process of the container by their arguments.
@@ -43,11 +50,7 @@ async def test_an_exec_whose_files_are_gone_is_found_through_containerd(
     daemon.start()
     try:
         async with open_client(private_redis.url) as bus:
-            assert await within(lambda: "serving" in daemon.log(), 30), daemon.tail()
-            spec = Container(
-                name="c1", rootfs=str(rootfs), network=NetworkInfo(netns_name), entrypoint=STEADY
-            )
-            assert (await ask(bus, "Run", ns, spec, timeout=30)).kind == "ok"
+            await serving_with_c1(daemon, bus, ns, rootfs, netns_name)
             # An operator's exec: ctr waits on it, in the background here.
             ctr = [services.CTR, "--address", str(containerd.address), "--namespace", ns]
             foreign = subprocess.Popen(
