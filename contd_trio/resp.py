@@ -93,7 +93,7 @@ class ReplyReader:
         """Bytes held: fed and not yet returned as a reply."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buffer += data
 
     def next_reply(self) -> Reply | Literal[Incomplete.INCOMPLETE]:

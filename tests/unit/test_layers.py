@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "contd_trio"
 
 #: Libraries that run on (or are) asyncio: imported by the bridge modules only.
 FOREIGN_RUNTIMES = ("asyncio", "trio_asyncio", "redis", "grpclib", "h2")
-BRIDGES = {"zbus/transport.py", "containerd/channel.py", "runtime.py"}
+BRIDGES = {"containerd/channel.py", "runtime.py"}
 
 
 def _modules() -> dict[str, ast.Module]:
