@@ -4,13 +4,15 @@ Layering, from the bottom up (a module only imports from layers below it):
 
 * ``zbus.codec``, ``containerd.spec``, ``containerd.events``, ``module.startup``,
   ``module.types``: pure code, values in and values out, no I/O.
-* ``zbus.transport`` (redis.asyncio) and ``containerd.channel`` (grpclib) are
-  the only two modules that import asyncio libraries: every asyncio object is
-  created and awaited there, through trio-asyncio, and nothing asyncio leaks
-  out of them. ``runtime`` runs a Trio main with the bridge, for every
-  program of the package (``tests/unit/test_layers.py`` checks all this).
+* ``containerd.channel`` (grpclib) is the only module that imports asyncio
+  libraries: every asyncio object is created and awaited there, through
+  trio-asyncio, and nothing asyncio leaks out of it. ``runtime`` runs a Trio
+  main with the bridge, for every program of the package. ``zbus.transport``
+  speaks RESP on Trio sockets itself (``resp`` is its codec): redis-py under
+  trio-asyncio could not answer a call as fast as Go zbus
+  (``tests/unit/test_layers.py`` checks all this).
 * ``zbus.server``, ``zbus.client``, ``containerd.client``: plain Trio services
-  built on those two adapters. ``zbus`` and ``containerd`` know nothing of
+  built on those adapters. ``zbus`` and ``containerd`` know nothing of
   the module, nor of each other.
 * ``module``: the container module: the RPC facade (``container``), the
   operations it shares with supervision (``operations``), supervision.

@@ -1,14 +1,13 @@
 """Running a Trio program with the asyncio bridge: the one place that does.
 
-redis-py and grpclib are asyncio libraries, so every program of the
-package (``contd``, ``contdctl``, the REPL, the zbus demo) runs its Trio
-main under trio-asyncio's loop. Whatever the main raises comes out as one
+grpclib is an asyncio library, so every program of the package
+(``contd``, ``contdctl``, the REPL, the zbus demo) runs its Trio main under
+trio-asyncio's loop. Whatever the main raises comes out as one
 exception (see :mod:`.taskgroups`), so the command lines handle their
 errors with plain ``except`` clauses.
 
 After this module, asyncio and the libraries built on it are imported only
-by the two adapters: ``zbus.transport`` (redis) and ``containerd.channel``
-(grpclib).
+by ``containerd.channel`` (grpclib); the zbus transport is plain Trio.
 """
 
 from __future__ import annotations

@@ -108,6 +108,7 @@ RECEIVE_BYTES = 64 * 1024
 BLOCKING_CONNECTIONS = 8
 COMMAND_CONNECTIONS = 32
 _NOSCRIPT = b"NOSCRIPT"
+_NOT_LET_IN = (b"NOAUTH", b"WRONGPASS")
 
 
 class BusCommandError(ZbusError):
@@ -269,6 +270,9 @@ async def _connect(address: BrokerAddress) -> _Connection:
 
 def _checked(reply: Reply) -> Reply:
     if isinstance(reply, ErrorReply):
+        if reply.message.startswith(_NOT_LET_IN):
+            # No command will go through until the broker's password is right.
+            raise BusUnavailable(f"redis refused the connection: {reply.message.decode('utf-8', 'replace')}")
         raise BusCommandError(f"redis refused the command: {reply.message.decode('utf-8', 'replace')}")
     return reply
 
