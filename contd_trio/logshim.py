@@ -64,6 +64,9 @@ import sys
 import time
 
 STDOUT_FD, STDERR_FD, READY_FD = 3, 4, 5
+#: Set by the installed executable once it has closed fd 5 itself (which
+#: then no longer is the ready pipe: the first file opened may take it).
+READY_SENT_ENV = "CONTD_LOGSHIM_READY_SENT"
 READ_SIZE = 64 * 1024
 #: A line longer than this is written (and forwarded) in pieces.
 MAX_LINE = 64 * 1024
@@ -580,12 +583,13 @@ def serve(options: dict[str, str]) -> int:
         os.set_blocking(stream.fd, False)
         poller.register(stream.fd, select.POLLIN)
         by_fd[stream.fd] = stream
-    # Ready: containerd may start the container now.
-    try:
-        os.write(READY_FD, b"1")
-        os.close(READY_FD)
-    except OSError:
-        pass
+    if os.environ.get(READY_SENT_ENV) != "1":
+        # Ready: containerd may start the container now.
+        try:
+            os.write(READY_FD, b"1")
+            os.close(READY_FD)
+        except OSError:
+            pass
 
     while by_fd:
         waiting = any(c.pending for c in channels.values())

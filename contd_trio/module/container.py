@@ -87,7 +87,8 @@ class ContainerModule:
         container_id = plan.container.name
         ops = self.ops
         async with ops.locks.hold((namespace, container_id)):
-            await ops.containerd.ensure_namespace(namespace)
+            # No Namespaces.Create first: containerd makes the namespace with
+            # the container's create, one round trip fewer per Run.
             spec = oci.build_spec(spec_mapping.spec_request(plan), self.host.facts)
             _check_spec_size(spec)
             created_at_ns = await ops.create(namespace, container_id, spec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,18 @@ async def test_namespaces(ctd: Containerd, ns: str) -> None:
     await ctd.ensure_namespace(ns)
     await ctd.ensure_namespace(ns)  # already there: fine
     assert ns in await ctd.list_namespaces()
+
+
+async def test_creating_a_container_makes_its_namespace(ctd: Containerd, busybox_rootfs: Path) -> None:
+    """What Run relies on to skip Namespaces.Create."""
+    fresh = f"fresh{uuid.uuid4().hex[:8]}"
+    assert fresh not in await ctd.list_namespaces()
+    await ctd.create_container(fresh, "c1", busybox_spec(fresh, "c1", busybox_rootfs, "true"))
+    try:
+        assert fresh in await ctd.list_namespaces()
+        assert [record.id for record in await ctd.list_containers(fresh)] == ["c1"]
+    finally:
+        await ctd.delete_container(fresh, "c1")
 
 
 async def test_container_life_cycle(ctd: Containerd, ns: str, busybox_rootfs: Path) -> None:

@@ -35,7 +35,8 @@ def test_the_installed_shim_runs_without_site_packages(tmp_path: Path) -> None:
 
     process = subprocess.Popen(
         [str(shim), "--log", str(log), "--max-bytes", "4096"],
-        close_fds=False,
+        close_fds=True,  # only 0-2 and 3-5 reach it, as from Go's ExtraFiles
+        pass_fds=(3, 4, 5),
         preexec_fn=as_the_runc_shim_does,
         env={**os.environ, "PYTHONPATH": str(hooks)},
         stderr=subprocess.PIPE,
@@ -43,7 +44,8 @@ def test_the_installed_shim_runs_without_site_packages(tmp_path: Path) -> None:
     try:
         for fd in (out_read, err_read, ready_write):
             os.close(fd)
-        assert os.read(ready_read, 1) == b"1"  # ready: the container may start
+        # Ready (the pipe closed before Python starts): the container may start.
+        assert os.read(ready_read, 1) == b""
         os.write(out_write, b"to stdout\n")
         os.write(err_write, b"to stderr\npartial")
         os.close(out_write)
@@ -86,12 +88,16 @@ def test_a_shim_that_cannot_join_the_containers_network_forwards_nothing(tmp_pat
 
     arguments = ["--log", str(log), "--stdout.0", url, "--netns", str(not_a_netns)]
     process = subprocess.Popen(
-        [str(shim), *arguments], close_fds=False, preexec_fn=as_the_runc_shim_does, stderr=subprocess.PIPE
+        [str(shim), *arguments],
+        close_fds=True,  # only 0-2 and 3-5 reach it, as from Go's ExtraFiles
+        pass_fds=(3, 4, 5),
+        preexec_fn=as_the_runc_shim_does,
+        stderr=subprocess.PIPE,
     )
     try:
         for fd in (out_read, err_read, ready_write):
             os.close(fd)
-        assert os.read(ready_read, 1) == b"1"
+        assert os.read(ready_read, 1) == b""  # ready: closed by the executable
         os.write(out_write, b"hello\n")
         os.close(out_write)
         os.close(err_write)

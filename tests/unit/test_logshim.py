@@ -147,11 +147,15 @@ def test_a_line_cut_by_a_full_disk_is_ended_before_the_next(tmp_path: Path) -> N
     assert note.endswith(b" stderr F contd-logshim: 1 lines of output were lost: No space left on device")
 
 
-def test_the_shim_is_installed_executable_with_a_no_site_shebang_once(tmp_path: Path) -> None:
+def test_the_shim_is_installed_executable_says_ready_then_runs_python_without_site_once(
+    tmp_path: Path,
+) -> None:
     # That it really runs so: tests/integration/test_logshim_process.py.
     shim = install_logshim(tmp_path / "bin", python="/usr/bin/python3")
-    first_line = shim.read_text().splitlines()[0]
-    assert first_line == "#!/usr/bin/python3 -S" and shim.stat().st_mode & 0o111
+    shebang, _comment, ready, run = shim.read_text().splitlines()
+    assert shebang == "#!/bin/sh" and shim.stat().st_mode & 0o111
+    assert ready == "exec 5>&-"
+    assert run.startswith("CONTD_LOGSHIM_READY_SENT=1 exec /usr/bin/python3 -S -c ")
     assert install_logshim(tmp_path / "bin", python="/usr/bin/python3") == shim  # idempotent
 
 
