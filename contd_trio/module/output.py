@@ -43,23 +43,26 @@ def install_logshim(bin_dir: Path, python: str = sys.executable) -> Path:
     of each Run under load) off the Run.
 
     Python runs with ``-S``: the standard library only, no site-packages, so
-    each shim stays small. It imports the shim's code as a module installed
-    beside the script with its bytecode compiled here (a script would be
-    compiled from source at every start).
+    each shim stays small. Under ``bin_dir/python`` it runs a two-line script
+    named like the executable (what ``ps`` shows) that imports the shim's
+    code, installed beside it as a module with its bytecode compiled here (a
+    script is compiled from source at every start).
     """
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    module = bin_dir / f"{_MODULE}.py"
+    code_dir = bin_dir / "python"
+    code_dir.mkdir(parents=True, exist_ok=True)
+    module = code_dir / f"{_MODULE}.py"
     if _replace(module, _SOURCE.read_bytes(), 0o644) or not Path(cache_from_source(str(module))).exists():
         with contextlib.suppress(OSError, py_compile.PyCompileError):
             # Only a cache: without it the shim compiles the module itself.
             py_compile.compile(str(module), doraise=True)
+    main = code_dir / LOGSHIM_NAME
+    _replace(main, f"import sys\n\nimport {_MODULE}\n\nsys.exit({_MODULE}.main())\n".encode(), 0o644)
     target = bin_dir / LOGSHIM_NAME
-    code = f"import sys; sys.path[0] = {str(bin_dir)!r}; import {_MODULE}; sys.exit({_MODULE}.main())"
     script = (
         "#!/bin/sh\n"
         "# Ready: containerd may create the container while Python starts.\n"
         "exec 5>&-\n"
-        f"{READY_SENT_ENV}=1 exec {shlex.quote(python)} -S -c {shlex.quote(code)} \"$@\"\n"
+        f"{READY_SENT_ENV}=1 exec {shlex.quote(python)} -S {shlex.quote(str(main))} \"$@\"\n"
     )
     _replace(target, script.encode(), 0o755)
     return target

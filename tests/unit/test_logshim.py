@@ -155,7 +155,9 @@ def test_the_shim_is_installed_executable_says_ready_then_runs_python_without_si
     shebang, _comment, ready, run = shim.read_text().splitlines()
     assert shebang == "#!/bin/sh" and shim.stat().st_mode & 0o111
     assert ready == "exec 5>&-"
-    assert run.startswith("CONTD_LOGSHIM_READY_SENT=1 exec /usr/bin/python3 -S -c ")
+    main = tmp_path / "bin" / "python" / "contd-logshim"
+    assert run == f'CONTD_LOGSHIM_READY_SENT=1 exec /usr/bin/python3 -S {main} "$@"'
+    assert "import contd_logshim" in main.read_text()
     assert install_logshim(tmp_path / "bin", python="/usr/bin/python3") == shim  # idempotent
 
 
