@@ -2,10 +2,14 @@
 
 This is the only module that imports grpclib (and, with it, asyncio). One
 grpclib channel is made inside the trio-asyncio loop and every call crosses
-into asyncio once. Deadlines flow downstream: a call's timeout is the nearer
-of its own and the caller's Trio deadline, and is sent to containerd as
-``grpc-timeout``, so containerd stops working when we stop waiting. A Trio
-cancellation cancels the gRPC stream.
+into asyncio once. Deadlines are Trio's: a call's own timeout is a cancel
+scope around it, beside the caller's, and whichever ends first cancels the
+gRPC stream (a RST_STREAM), so containerd stops working when we stop
+waiting. No ``grpc-timeout`` header is sent: its value differs on every
+call, so HPACK could never index it, and each new value pushed the
+constant headers out of the dynamic table, which made grpclib encode them
+all again on every call (a quarter of the daemon's CPU per containerd call,
+profiled); and grpclib's timer for it cost an asyncio timer per call.
 
 Every failure leaves here as a :class:`~contd_trio.errors.ContdError`,
 mapped in one table from the gRPC status (as containerd's errdefs does), with
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,9 +46,6 @@ from ..text import shorten_middle
 NAMESPACE_HEADER = "containerd-namespace"
 #: containerd's default maximum message size.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-#: See ContainerdChannel._timeout.
-_TRIO_FIRST_SLACK = 0.25
 
 Req = TypeVar("Req", bound=Message)
 Rep = TypeVar("Rep", bound=Message)
@@ -85,8 +85,6 @@ def error_from_status(status: Status, message: str | None) -> errors.ContdError:
 
 #: How many closed streams the HTTP/2 connection remembers (see _BoundedH2Protocol).
 CLOSED_STREAMS_KEPT = 1024
-#: Below this many timers in the loop, cancelled ones are left to expire (see _purge_cancelled_timers).
-_TIMERS_PURGE_MIN = 512
 
 
 class _BoundedH2Protocol(H2Protocol):
@@ -116,26 +114,6 @@ class _Channel(Channel):
 
     def _protocol_factory(self) -> H2Protocol:
         return _BoundedH2Protocol(Handler(), self._config, self._h2_config)
-
-
-def _purge_cancelled_timers() -> None:
-    """Drop the cancelled timers of the running trio-asyncio loop.
-
-    grpclib bounds each call with ``loop.call_later(timeout, ...)`` and
-    cancels that timer when the call ends, but trio-asyncio's loop, unlike
-    asyncio's own, keeps a cancelled timer in its heap until it would have
-    fired (its ``_timer_handle_cancelled`` does nothing): about 90 bytes per
-    call, held for the call's timeout (30 s), so memory grew with the call
-    rate (1,000 calls/s held 3 MB). As asyncio's loop does, the heap is
-    rebuilt without them once they are more than half of it.
-    """
-    timers = getattr(asyncio.get_running_loop(), "_timers", None)
-    if not isinstance(timers, list) or len(timers) < _TIMERS_PURGE_MIN:
-        return
-    live = [timer for timer in timers if not timer.cancelled()]
-    if 2 * len(live) < len(timers):
-        timers[:] = live
-        heapq.heapify(timers)
 
 
 @dataclass(frozen=True)
@@ -175,18 +153,6 @@ class ContainerdChannel:
     def _unavailable(self, exc: BaseException) -> errors.Unavailable:
         reason = str(exc) or type(exc).__name__
         return errors.Unavailable(f"containerd at {self.socket_path} unavailable: {reason}")
-
-    def _timeout(self, timeout: float | None) -> float | None:
-        """The timeout sent to containerd: the call's own, or the caller's
-        Trio deadline when that is nearer. In the second case a little slack
-        is added so that Trio's cancellation, not a gRPC deadline error, is
-        what the caller sees when its deadline passes."""
-        remaining = trio.current_effective_deadline() - trio.current_time()
-        if timeout is not None and timeout <= remaining:
-            return timeout
-        if math.isinf(remaining):
-            return None
-        return max(remaining, 0.0) + _TRIO_FIRST_SLACK
 
     @staticmethod
     def _metadata(namespace: str | None) -> list[tuple[str, str]] | None:
@@ -230,27 +196,21 @@ class ContainerdChannel:
         Raises:
             ContdError: the mapped failure (NotFound, AlreadyExists, Unavailable, ...).
         """
-        reply: Rep = await self._cross(
-            self._aio_call, rpc, request, self._metadata(namespace), self._timeout(timeout)
-        )
+        try:
+            with trio.fail_after(math.inf if timeout is None else timeout):
+                reply: Rep = await self._cross(self._aio_call, rpc, request, self._metadata(namespace))
+        except trio.TooSlowError as exc:
+            raise errors.DeadlineExceeded(f"containerd did not answer within {timeout:g}s") from exc
         return reply
 
-    async def _aio_call(self, rpc: Rpc[Req, Rep], request: Req, metadata: Any, timeout: float | None) -> Rep:
+    async def _aio_call(self, rpc: Rpc[Req, Rep], request: Req, metadata: Any) -> Rep:
         assert self._channel is not None
-        try:
-            async with self._channel.request(
-                rpc.path,
-                Cardinality.UNARY_UNARY,
-                rpc.request_type,
-                rpc.reply_type,
-                timeout=timeout,
-                metadata=metadata,
-            ) as stream:
-                await stream.send_message(request, end=True)
-                reply = await stream.recv_message()
-                await stream.recv_trailing_metadata()
-        finally:
-            _purge_cancelled_timers()
+        async with self._channel.request(
+            rpc.path, Cardinality.UNARY_UNARY, rpc.request_type, rpc.reply_type, metadata=metadata
+        ) as stream:
+            await stream.send_message(request, end=True)
+            reply = await stream.recv_message()
+            await stream.recv_trailing_metadata()
         assert reply is not None
         return reply
 

@@ -193,7 +193,7 @@ async def test_a_cancelled_call_really_stops(ctd: Containerd, ns: str, busybox_r
         assert trio.current_time() - started < 2
         # The channel is fine afterwards, and the task was not touched.
         assert (await ctd.get_process(ns, "c5")).status == "running"
-        # A timeout shorter than the caller's deadline is sent to containerd too.
+        # A call's own timeout shorter than the caller's deadline ends it as DeadlineExceeded.
         with pytest.raises(errors.DeadlineExceeded):
             await ctd.wait(ns, "c5", timeout=0.3)
     finally:
