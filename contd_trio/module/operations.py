@@ -61,6 +61,9 @@ T = TypeVar("T")
 KILL_GRACE_SECONDS = 10.0
 #: How long removing a half-made container may take, shielded from cancellation.
 CLEANUP_SECONDS = 20.0
+#: How long a Run whose create was cut short looks for what containerd may
+#: have made all the same before it answers; the janitor goes on after that.
+UNCERTAIN_CREATE_SECONDS = 2.0
 #: What the end of a Delete may take, shielded: SIGKILL and the wait for it,
 #: then removing the task, the container and its files. A Delete's SIGTERM
 #: grace is cut so that this still fits in the time its request has left.
@@ -157,21 +160,19 @@ class ContainerOps:
         containerd created it (what tells this container from a later one
         of the same name).
 
-        A create is not cancelled half-way (containerd would finish it anyway,
-        and the cleanup must know what exists). When it fails other than with
-        AlreadyExists, containerd may have made it all the same (the answer
-        was lost): a pending container of that name is then removed.
+        The request's deadline applies: a create cut short by it (containerd
+        frozen, say) or failing other than with AlreadyExists may have been
+        made all the same (the answer was lost, or containerd finishes it
+        later), so a pending container of that name is looked for and
+        removed: briefly before the Run answers, then by the janitor.
         """
         new_labels = {labels.MANAGED: "true", labels.PENDING: "true"}
         try:
-            with trio.CancelScope(shield=True):
-                record = await self.containerd.create_container(
-                    namespace, container_id, spec, labels=new_labels
-                )
+            record = await self.containerd.create_container(namespace, container_id, spec, labels=new_labels)
         except AlreadyExists:
             raise AlreadyExists(f"container {container_id} already exists in namespace {namespace}") from None
         except BaseException:
-            await self.remove_if_pending(namespace, container_id)
+            await self.remove_if_pending(namespace, container_id, within=UNCERTAIN_CREATE_SECONDS)
             raise
         return record.created_at_ns
 
@@ -313,16 +314,42 @@ class ContainerOps:
             if record.created_at_ns == created_at_ns:
                 await self.remove_container(namespace, container_id)
 
-    async def remove_if_pending(self, namespace: str, container_id: str) -> None:
+    async def remove_if_pending(
+        self, namespace: str, container_id: str, *, within: float = CLEANUP_SECONDS
+    ) -> None:
         """Remove the container if it is a pending one (never somebody's
-        finished container); shielded, bounded, never raising."""
-        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS):
+        finished container); shielded, never raising. What cannot be looked
+        at ``within`` seconds (containerd away or frozen), the janitor looks
+        at once containerd answers."""
+        with trio.CancelScope(shield=True), trio.move_on_after(within):
             try:
                 record = await self.containerd.get_container(namespace, container_id)
+            except NotFound:
+                return
             except ContdError:
-                return  # not there (or containerd is away: reconciliation will look)
-            if labels.pending(record.labels):
-                await self.remove_half_made(namespace, container_id, record.created_at_ns)
+                pass
+            else:
+                if labels.pending(record.labels):
+                    await self.remove_half_made(namespace, container_id, record.created_at_ns)
+                return
+        key = (namespace, container_id)
+        self.janitor.soon("remove what a failed Run made", key, self.locked, key, self.remove_pending, *key)
+
+    async def remove_pending(self, namespace: str, container_id: str) -> None:
+        """Remove the container if it is still pending (a Run that failed or
+        died before answering); the caller holds its lock, so a Run still
+        working on it has finished (and unmarked it when it succeeded).
+
+        Raises:
+            ContdError: containerd failed (the caller retries).
+        """
+        try:
+            record = await self.containerd.get_container(namespace, container_id)
+        except NotFound:
+            return
+        if labels.pending(record.labels):
+            logs.event(log, logging.INFO, "removing what a failed Run left", ns=namespace, id=container_id)
+            await self.remove_container(namespace, container_id)
 
     async def remove_container(self, namespace: str, container_id: str) -> list[OSError]:
         """Kill and remove the task, then the container's files, then the

@@ -161,16 +161,7 @@ class Reconciler:
         """Remove a container whose Run failed or died before answering
         success. Under the lock, so a Run still working on it finishes first
         (and unmarks it when it succeeds)."""
-        await persist("remove a pending container", key, self.ops.locked, key, self._remove_if_pending, key)
-
-    async def _remove_if_pending(self, key: Key) -> None:
-        try:
-            record = await self.containerd.get_container(*key)
-        except errors.NotFound:
-            return
-        if labels.pending(record.labels):
-            logs.event(log, logging.INFO, "removing what a failed Run left", ns=key[0], id=key[1])
-            await self.ops.remove_container(*key)
+        await persist("remove a pending container", key, self.ops.locked, key, self.ops.remove_pending, *key)
 
     async def _remove_orphan(self, key: Key) -> None:
         logs.event(log, logging.WARNING, "removing a task that has no container", ns=key[0], id=key[1])
