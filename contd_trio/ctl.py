@@ -443,7 +443,8 @@ async def cmd_stats(contd: ContainerClient, args: argparse.Namespace, out: Outpu
     between them (100% is one CPU busy)."""
     previous: dict[str, ContainerStats] = {}
     while True:
-        ids = args.ids or await contd.list_containers(args.namespace)
+        # Named twice, shown once (as nerdctl stats does).
+        ids = list(dict.fromkeys(args.ids)) or await contd.list_containers(args.namespace)
         samples = await sample_stats(contd, args.namespace, ids, must_exist=bool(args.ids))
         if not previous:
             # The CPU percentage needs two samples.

@@ -402,6 +402,9 @@ async def test_contdctl_stats(
     streaming = await Follower.start(broker, "stats", ns)
     await wait_until(lambda: streaming.output.count("MEM USAGE / LIMIT") >= 2, timeout=30)
     assert "c1" in await streaming.interrupt()
+    # A container named twice is shown once.
+    _, twice, _ = await contdctl(broker, "stats", ns, "c2", "c1", "c2", "--no-stream")
+    assert [row.split()[0] for row in twice.splitlines()[1:]] == ["c2", "c1"]
     code, _, err = await contdctl(broker, "stats", ns, "nosuch", "--no-stream", check=False)
     assert code == 1 and "nosuch not found" in err
     await contd.delete(ns, "c1")
