@@ -1,7 +1,8 @@
 """Red-team of the zbus transport on Trio sockets: a hostile caller (cancels
 at every await, waits with timeouts, sends odd bytes) and a hostile
 environment (Redis killed, stopped, a process holding many files), against
-a real Redis.
+a real Redis; and of containerd calls bounded by Trio cancel scopes, against
+a real containerd that is stopped.
 
 Where a test shortens ``COMMAND_TIMEOUT_SECONDS`` (monkeypatch) it says so:
 that only makes the transport give up on a stopped Redis sooner, the
@@ -20,6 +21,9 @@ import pytest
 import redis
 import trio
 
+from contd_trio import errors
+from contd_trio.containerd.channel import open_channel
+from contd_trio.containerd.client import Containerd
 from contd_trio.zbus import demo
 from contd_trio.zbus import transport as transport_module
 from contd_trio.zbus.client import open_client
@@ -297,3 +301,30 @@ async def test_close_drops_pooled_connections_in_use(private_redis: services.Red
         await wait_until(lambda: int(r.info("clients")["blocked_clients"]) == 0, interval=0.01)
         assert len(failures) == 2 and all(isinstance(f, BusUnavailable) for f in failures), failures
         assert transport._blocking._idle == []
+
+
+async def test_containerd_stopped_a_call_ends_by_its_own_timeout_even_shielded_or_by_the_callers(
+    private_containerd: services.ContainerdService,
+) -> None:
+    """containerd SIGSTOPped: a call's own timeout (now a Trio cancel scope,
+    no grpc-timeout sent) still ends it inside a shielded scope, as
+    DeadlineExceeded; a caller's deadline shorter than the call's timeout
+    ends it as the caller's cancellation; once containerd continues, the
+    same channel answers."""
+    process = private_containerd.process
+    assert process is not None
+    async with open_channel(private_containerd.address) as channel:
+        ctd = Containerd(channel)
+        await ctd.version()
+        process.send_signal(signal.SIGSTOP)
+        try:
+            with trio.fail_after(20):
+                with trio.CancelScope(shield=True), pytest.raises(errors.DeadlineExceeded):
+                    await ctd.version(timeout=0.5)
+                with trio.move_on_after(0.3) as callers:
+                    await ctd.version(timeout=10)
+                assert callers.cancelled_caught
+        finally:
+            process.send_signal(signal.SIGCONT)
+        with trio.fail_after(20):
+            assert (await ctd.version())[0]
