@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from ..resp import INCOMPLETE, ErrorReply, ProtocolError, Reply, ReplyReader, encode_command
+from ..text import quote
 from .errors import BusUnavailable, ZbusError
 
 #: How long one BLPOP blocks in Redis (Go zbus: 10 s).
@@ -142,22 +143,33 @@ def parse_broker_url(url: str) -> BrokerAddress:
         ValueError: the address is not of one of those forms.
     """
     parts = urlsplit(url)
+    shown = quote(_without_password(url))
     password = unquote(parts.username) if parts.username else None
     if parts.password:
         password = unquote(parts.password)
     if parts.scheme == "unix":
         if not parts.path:
-            raise ValueError(f"broker {url!r}: unix:// needs a socket path")
+            raise ValueError(f"broker {shown}: unix:// needs a socket path")
         return BrokerAddress(unix_path=parts.path, password=password)
     if parts.scheme in ("tcp", "redis"):
         if not parts.hostname:
-            raise ValueError(f"broker {url!r}: {parts.scheme}:// needs a host")
+            raise ValueError(f"broker {shown}: {parts.scheme}:// needs a host")
         try:
             port = parts.port or 6379
         except ValueError as exc:
-            raise ValueError(f"broker {url!r}: bad port") from exc
+            raise ValueError(f"broker {shown}: bad port") from exc
         return BrokerAddress(host=parts.hostname, port=port, password=password)
-    raise ValueError(f"broker {url!r}: unknown scheme {parts.scheme!r}, expecting unix or tcp")
+    raise ValueError(f"broker {shown}: unknown scheme {quote(parts.scheme)}, expecting unix or tcp")
+
+
+def _without_password(url: str) -> str:
+    """The address as an error may show it: what precedes its host (the
+    password) starred out."""
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}{separator}***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 #: (kind, key, payload): kind "reply", "wake", "publish" or "requeue"; the key

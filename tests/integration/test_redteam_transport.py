@@ -328,3 +328,20 @@ async def test_containerd_stopped_a_call_ends_by_its_own_timeout_even_shielded_o
             process.send_signal(signal.SIGCONT)
         with trio.fail_after(20):
             assert (await ctd.version())[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "tcp://:s3cret-pw@localhost:notaport",
+        "unix://:s3cret-pw@",
+        "ftp://user:s3cret-pw@host/path",
+        "tcp://s3cret-pw@",
+    ],
+)
+def test_a_malformed_broker_address_is_refused_without_showing_its_password(url: str) -> None:
+    """Found: the error quoted the whole address, password included (it
+    reaches the daemon's stderr and logs)."""
+    with pytest.raises(ValueError, match="broker '") as refused:
+        transport_module.parse_broker_url(url)
+    assert "s3cret" not in str(refused.value), refused.value
