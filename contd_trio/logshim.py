@@ -9,8 +9,9 @@ container never blocks on its output because the daemon is down (0-OS issue
 718), and no line is lost when the daemon restarts. Being the only writer of
 the file, it rotates it between lines (0-OS issue 1608) without losing any.
 
-The daemon installs this file as an executable with a ``#!<python> -S``
-line (no site-packages), and it imports only C modules and ``os``: each one
+The daemon installs this file as a module run by ``<python> -S`` (no
+site-packages) from a shell script that first closes fd 5 and sets
+``CONTD_LOGSHIM_READY_SENT=1`` (see ``install_logshim``), and it imports only C modules and ``os``: each one
 costs about 3.5 MB of unique memory when 20 run (``signal``, ``socket``,
 ``selectors`` and ``urllib`` would add 2 MB more through ``enum`` and
 ``re``). Arguments come from the URI's query, in any order: ``--log PATH

@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from ..resp import INCOMPLETE, ErrorReply, ProtocolError, Reply, ReplyReader, encode_command
+from ..text import quote
 from .errors import BusUnavailable, ZbusError
 
 #: How long one BLPOP blocks in Redis (Go zbus: 10 s).
@@ -142,22 +143,33 @@ def parse_broker_url(url: str) -> BrokerAddress:
         ValueError: the address is not of one of those forms.
     """
     parts = urlsplit(url)
+    shown = quote(_without_password(url))
     password = unquote(parts.username) if parts.username else None
     if parts.password:
         password = unquote(parts.password)
     if parts.scheme == "unix":
         if not parts.path:
-            raise ValueError(f"broker {url!r}: unix:// needs a socket path")
+            raise ValueError(f"broker {shown}: unix:// needs a socket path")
         return BrokerAddress(unix_path=parts.path, password=password)
     if parts.scheme in ("tcp", "redis"):
         if not parts.hostname:
-            raise ValueError(f"broker {url!r}: {parts.scheme}:// needs a host")
+            raise ValueError(f"broker {shown}: {parts.scheme}:// needs a host")
         try:
             port = parts.port or 6379
         except ValueError as exc:
-            raise ValueError(f"broker {url!r}: bad port") from exc
+            raise ValueError(f"broker {shown}: bad port") from exc
         return BrokerAddress(host=parts.hostname, port=port, password=password)
-    raise ValueError(f"broker {url!r}: unknown scheme {parts.scheme!r}, expecting unix or tcp")
+    raise ValueError(f"broker {shown}: unknown scheme {quote(parts.scheme)}, expecting unix or tcp")
+
+
+def _without_password(url: str) -> str:
+    """The address as an error may show it: what precedes its host (the
+    password) starred out."""
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}{separator}***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 #: (kind, key, payload): kind "reply", "wake", "publish" or "requeue"; the key
@@ -219,15 +231,20 @@ class _Connection:
             self.close()
             raise
 
-    async def read_reply(self) -> Reply:
+    async def read_reply(self, *, cancel_breaks: bool = True) -> Reply:
+        """The next reply. ``cancel_breaks=False`` keeps the connection when
+        only a cancellation cuts the wait short: right for a subscription,
+        where no reply is owed (a cancelled receive takes no bytes, and what
+        part of a message was read stays in the reader)."""
         try:
             while (reply := self._reader.next_reply()) is INCOMPLETE:
                 data = await self._stream.receive_some(RECEIVE_BYTES)
                 if not data:
                     raise EOFError("redis closed the connection")
                 self._reader.feed(data)
-        except BaseException:
-            self.close()
+        except BaseException as exc:
+            if cancel_breaks or not isinstance(exc, trio.Cancelled):
+                self.close()
             raise
         return reply
 
@@ -236,11 +253,15 @@ class _Connection:
         while it sat idle: then it is readable without a command sent."""
         if self.broken:
             return True
+        # poll, not select: select refuses a descriptor past FD_SETSIZE
+        # (1024), which a daemon holding many files reaches, and every
+        # connection would then look stale and be made again per command.
+        poller = select.poll()
+        poller.register(self._fileno, select.POLLIN)
         try:
-            readable, _, _ = select.select([self._fileno], [], [], 0)
-        except (OSError, ValueError):
+            return bool(poller.poll(0))
+        except OSError:
             return True
-        return bool(readable)
 
     def close(self) -> None:
         if not self.broken:
@@ -268,6 +289,20 @@ async def _connect(address: BrokerAddress) -> _Connection:
     return connection
 
 
+async def _bounded(timeout: float, command: Callable[..., Any], *args: Any) -> Any:
+    """``command(*args)`` within ``timeout`` seconds, its failures to reach
+    Redis worded as :class:`BusUnavailable`."""
+    try:
+        with trio.fail_after(timeout):
+            return await command(*args)
+    except trio.TooSlowError as exc:
+        raise BusUnavailable(f"redis did not answer within {timeout:g} seconds") from exc
+    except ProtocolError as exc:
+        raise BusUnavailable(f"redis answered what is not RESP: {exc}") from exc
+    except (OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise BusUnavailable(f"redis unavailable: {exc or type(exc).__name__}") from exc
+
+
 def _checked(reply: Reply) -> Reply:
     if isinstance(reply, ErrorReply):
         if reply.message.startswith(_NOT_LET_IN):
@@ -283,7 +318,9 @@ class _Pool:
     def __init__(self, address: BrokerAddress, size: int) -> None:
         self._address = address
         self._idle: list[_Connection] = []
+        self._in_use: set[_Connection] = set()
         self._slots = trio.Semaphore(size)
+        self._closed = False
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_Connection]:
@@ -296,15 +333,23 @@ class _Pool:
                     break
                 candidate.close()
             if connection is None:
-                connection = await _connect(self._address)
+                # Bounded and worded here, not by the caller: a blocking pop
+                # holds its connection outside any command timeout.
+                connection = await _bounded(COMMAND_TIMEOUT_SECONDS, _connect, self._address)
+            self._in_use.add(connection)
             try:
                 yield connection
             finally:
-                if not connection.broken:
+                self._in_use.discard(connection)
+                if self._closed:
+                    connection.close()
+                elif not connection.broken:
                     self._idle.append(connection)
 
     def close(self) -> None:
-        for connection in self._idle:
+        """Close every connection, those in use too (their commands fail)."""
+        self._closed = True
+        for connection in [*self._idle, *self._in_use]:
             connection.close()
         self._idle.clear()
 
@@ -338,15 +383,7 @@ class RedisTransport:
         self._commands.close()
 
     async def _run(self, timeout: float, command: Callable[..., Any], *args: Any) -> Any:
-        try:
-            with trio.fail_after(timeout):
-                return await command(*args)
-        except trio.TooSlowError as exc:
-            raise BusUnavailable(f"redis did not answer within {timeout:g} seconds") from exc
-        except ProtocolError as exc:
-            raise BusUnavailable(f"redis answered what is not RESP: {exc}") from exc
-        except (OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise BusUnavailable(f"redis unavailable: {exc or type(exc).__name__}") from exc
+        return await _bounded(timeout, command, *args)
 
     # -- the server's exchange ------------------------------------------------------
 
@@ -558,7 +595,11 @@ async def _subscribe(connection: _Connection, channels: Sequence[str]) -> None:
 
 
 class Subscription:
-    """Messages of a pub/sub subscription, as ``(channel, payload)`` pairs."""
+    """Messages of a pub/sub subscription, as ``(channel, payload)`` pairs.
+
+    A receive may be cancelled (a caller waiting with a timeout): the
+    subscription stays live and the next receive gets the next message.
+    """
 
     def __init__(self, transport: RedisTransport, connection: _Connection) -> None:
         self._transport = transport
@@ -570,6 +611,9 @@ class Subscription:
     async def __anext__(self) -> tuple[str, bytes]:
         return await self.receive()
 
+    async def _read_message(self) -> Reply:
+        return await self._connection.read_reply(cancel_breaks=False)
+
     async def receive(self) -> tuple[str, bytes]:
         """Wait for the next message.
 
@@ -577,7 +621,7 @@ class Subscription:
             BusUnavailable: Redis went away; the subscription is over.
         """
         while True:
-            message = await self._transport._run(math.inf, self._connection.read_reply)
+            message = await self._transport._run(math.inf, self._read_message)
             if (
                 isinstance(message, list)
                 and len(message) == 3
