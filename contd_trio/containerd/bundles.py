@@ -74,18 +74,25 @@ LOG_SHIM_NAME = "contd-logshim"
 
 def _runs_a_container(proc: Path, pid: int) -> bool:
     """Whether the shim has a child other than a log shim (a container's
-    init, or runc); unreadable counts as yes, to leave it alone."""
+    init, or runc); unreadable counts as yes, to leave it alone.
+
+    A log shim is told by its command line and by its pid namespace, the
+    shim's own: a container's process may name itself anything (it is the
+    tenant's), but it lives in the container's pid namespace."""
     try:
         tasks = list((proc / str(pid) / "task").iterdir())
         children = [child for task in tasks for child in (task / "children").read_text().split()]
+        shim_pid_namespace = os.readlink(proc / str(pid) / "ns" / "pid")
     except OSError:
         return True
     for child in children:
         try:
             argv = (proc / child / "cmdline").read_bytes().split(b"\0")
+            pid_namespace = os.readlink(proc / child / "ns" / "pid")
         except OSError:
             continue  # gone meanwhile
-        if not any(arg.endswith(LOG_SHIM_NAME.encode()) for arg in argv):
+        log_shim = any(arg.endswith(LOG_SHIM_NAME.encode()) for arg in argv)
+        if not log_shim or pid_namespace != shim_pid_namespace:
             return True
     return False
 

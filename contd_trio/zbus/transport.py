@@ -144,9 +144,13 @@ def parse_broker_url(url: str) -> BrokerAddress:
     """
     parts = urlsplit(url)
     shown = quote(_without_password(url))
-    password = unquote(parts.username) if parts.username else None
-    if parts.password:
-        password = unquote(parts.password)
+    try:
+        # Strict: a password that is not UTF-8 once decoded would be sent mangled.
+        password = unquote(parts.username, errors="strict") if parts.username else None
+        if parts.password:
+            password = unquote(parts.password, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"broker {shown}: the password is not UTF-8 once %-decoded") from None
     if parts.scheme == "unix":
         if not parts.path:
             raise ValueError(f"broker {shown}: unix:// needs a socket path")

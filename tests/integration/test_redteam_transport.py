@@ -345,3 +345,11 @@ def test_a_malformed_broker_address_is_refused_without_showing_its_password(url:
     with pytest.raises(ValueError, match="broker '") as refused:
         transport_module.parse_broker_url(url)
     assert "s3cret" not in str(refused.value), refused.value
+
+
+def test_a_password_that_is_not_utf8_once_decoded_is_refused_not_mangled() -> None:
+    """Found: %FF decoded leniently to U+FFFD, and the wrong password was sent."""
+    with pytest.raises(ValueError, match="not UTF-8") as refused:
+        transport_module.parse_broker_url("tcp://:s3cret%FF@localhost:6379")
+    assert "s3cret" not in str(refused.value)
+    assert transport_module.parse_broker_url("tcp://:p%C3%A4ss@localhost:6379").password == "päss"

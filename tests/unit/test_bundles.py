@@ -26,6 +26,11 @@ def _shim(proc: Path, pid: int, ns: str, cid: str) -> None:
     (proc / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
 
 
+def _pid_namespace(proc: Path, pid: int, namespace: str) -> None:
+    (proc / str(pid) / "ns").mkdir(parents=True)
+    (proc / str(pid) / "ns" / "pid").symlink_to(namespace)
+
+
 def test_a_bundle_nobody_serves_is_removed_with_its_work_dir(tmp_path: Path) -> None:
     state, root = tmp_path / "state", tmp_path / "root"
     bundle = _bundle(state, root, "ns", "c1")
@@ -60,16 +65,24 @@ def test_only_idle_old_shims_of_this_containerd_without_a_bundle_count(tmp_path:
     (proc).mkdir()
     (proc / "uptime").write_text("1000.0 10.0\n")
     ticks = os.sysconf("SC_CLK_TCK")
-    # Children: 99 a container's init, 98 the log shim of a task's output.
+    # Children: 99 a container's init, 98 the log shim of a task's output,
+    # 97 a container's init that names itself like a log shim.
+    host, container = "pid:[4026531836]", "pid:[4026532999]"
     (proc / "99").mkdir()
     (proc / "99" / "cmdline").write_bytes(b"/bin/sleep\x001000\x00")
+    _pid_namespace(proc, 99, container)
+    log_shim_argv = b"/usr/bin/python3\x00-S\x00/root/bin/python/contd-logshim\x00--log\x00x\x00"
     (proc / "98").mkdir()
-    (proc / "98" / "cmdline").write_bytes(
-        b"/usr/bin/python3\x00-S\x00/root/bin/contd-logshim\x00--log\x00x\x00"
-    )
-    children = {"busy": "99 98", "orphan": "98"}
-    for pid, cid, started in ((10, "live", 1), (11, "orphan", 1), (12, "busy", 1), (14, "young", 998)):
+    (proc / "98" / "cmdline").write_bytes(log_shim_argv)
+    _pid_namespace(proc, 98, host)
+    (proc / "97").mkdir()
+    (proc / "97" / "cmdline").write_bytes(log_shim_argv)
+    _pid_namespace(proc, 97, container)
+    children = {"busy": "99 98", "orphan": "98", "disguised": "98 97"}
+    shims = ((10, "live", 1), (11, "orphan", 1), (12, "busy", 1), (14, "young", 998), (15, "disguised", 1))
+    for pid, cid, started in shims:
         _shim(proc, pid, "ns", cid)
+        _pid_namespace(proc, pid, host)
         (proc / str(pid) / "task" / str(pid)).mkdir(parents=True)
         (proc / str(pid) / "task" / str(pid) / "children").write_text(children.get(cid, ""))
         fields = ["S"] + ["0"] * 18 + [str(started * ticks)]
