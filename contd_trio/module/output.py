@@ -62,7 +62,7 @@ def install_logshim(bin_dir: Path, python: str = sys.executable) -> Path:
         "#!/bin/sh\n"
         "# Ready: containerd may create the container while Python starts.\n"
         "exec 5>&-\n"
-        f"{READY_SENT_ENV}=1 exec {shlex.quote(python)} -S {shlex.quote(str(main))} \"$@\"\n"
+        f'{READY_SENT_ENV}=1 exec {shlex.quote(python)} -S {shlex.quote(str(main))} "$@"\n'
     )
     _replace(target, script.encode(), 0o755)
     return target

@@ -33,7 +33,7 @@ from tests.component.support import Leftovers, container
 #: Dies 50 ms after its start the first time, runs (and leaves on SIGTERM)
 #: when started again.
 ONCE_THEN_STEADY = (
-    "sh -c 'trap \"exit 0\" TERM; if [ -e /started-once ]; then sleep 1000 & wait; exit 0; fi; "
+    'sh -c \'trap "exit 0" TERM; if [ -e /started-once ]; then sleep 1000 & wait; exit 0; fi; '
     "touch /started-once; sleep 0.05; exit 3'"
 )
 

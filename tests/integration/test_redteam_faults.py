@@ -53,9 +53,7 @@ async def test_an_exec_cut_off_by_a_daemon_kill_is_removed_after_the_restart(
     the daemon's root: the restarted daemon's reconciliation looks at
     containers and tasks, never at exec processes."""
     root = tmp_path / "root"
-    daemon = ContdProcess(
-        private_redis, containerd, root, tmp_path / "contd.log", "-reconcile-interval", "1"
-    )
+    daemon = ContdProcess(private_redis, containerd, root, tmp_path / "contd.log", "-reconcile-interval", "1")
     daemon.start()
     try:
         async with open_client(private_redis.url) as bus:

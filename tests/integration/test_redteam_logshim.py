@@ -120,8 +120,8 @@ def last_line_number(log_file: Path) -> int:
 #: Numbered lines, as fast as the shell can make them; leaves on SIGTERM.
 def numbered_lines(payload: str, pause: str = "") -> str:
     return (
-        "sh -c 'trap \"exit 0\" TERM; i=0; while true; do i=$((i+1)); "
-        f"printf \"%s \" $i; {payload}; echo; {pause} done'"
+        'sh -c \'trap "exit 0" TERM; i=0; while true; do i=$((i+1)); '
+        f'printf "%s " $i; {payload}; echo; {pause} done\''
     )
 
 
@@ -132,7 +132,7 @@ async def test_lines_kept_for_an_unreachable_backend_are_bounded_in_bytes(
     away, whatever their size: at 60 KB a line, 600 MB of the host's memory
     (outside the container's memory limit), per backend channel."""
     dead = f"redis://127.0.0.1:{services.free_loopback_port()}/out"
-    entrypoint = numbered_lines("head -c 60000 /dev/zero | tr \"\\0\" x")
+    entrypoint = numbered_lines('head -c 60000 /dev/zero | tr "\\0" x')
     spec = container(rootfs, netns_name, "c1", entrypoint=entrypoint, logs=redis_logs(dead))
     await contd.run(ns, spec)
     log_file = daemon.config.root / "logs" / ns / "c1.log"
