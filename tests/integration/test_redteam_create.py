@@ -1,0 +1,132 @@
+"""Red team of Run's create under its request deadline (commit d3c89c7).
+
+Real containerd (a private one the test SIGSTOPs), real Redis, real runc;
+nothing is injected into the daemon. containerd is frozen before a Run is
+sent, so the Run's first containerd call, ``Containers.Create``, is in flight
+when the freeze outlasts (or not) the request's deadline. Periodic
+reconciliation is off (an hour), so what a failed Run leaves must be removed
+by the Run itself or by the janitor, which is what the change relies on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import trio
+
+from contd_trio.app import open_daemon
+from contd_trio.config import Config
+from contd_trio.zbus.client import open_client
+from tests.integration.faultkit import (
+    Callers,
+    Findings,
+    answer_problems,
+    ask,
+    container,
+    fresh_namespace,
+    holdings,
+    holdings_problems,
+    settled,
+    within,
+)
+from tools import services
+
+#: The daemon's request deadline in these tests.
+DEADLINE = 3.0
+#: How far past the deadline a Run may answer: the 2 s it looks for what
+#: containerd made all the same, and scheduling.
+ANSWER_SLACK = 4.0
+#: How long containerd has, once thawed, to hold exactly what the answers say.
+SETTLE_SECONDS = 20.0
+CALL_TIMEOUT = 60.0
+
+
+@pytest.fixture
+def frozen_config(daemon_config: Config, private_containerd: services.ContainerdService) -> Config:
+    return dataclasses.replace(
+        daemon_config,
+        containerd_socket=private_containerd.address,
+        containerd_root=private_containerd.root,
+        containerd_state=private_containerd.state,
+        request_timeout=DEADLINE,
+        start_settle=0.3,
+        reconcile_interval=3600.0,
+    )
+
+
+def observer(address: Path, root: Path, namespace: str, *, running: set[str], absent: set[str]):  # type: ignore[no-untyped-def]
+    return lambda: holdings_problems(holdings(address, root, namespace), running=running, absent=absent)
+
+
+@pytest.mark.parametrize("frozen_for", [1.5, DEADLINE, 2 * DEADLINE])
+async def test_run_whose_create_meets_a_frozen_containerd(
+    frozen_config: Config,
+    private_containerd: services.ContainerdService,
+    broker: str,
+    netns_name: str,
+    rootfs: Path,
+    frozen_for: float,
+) -> None:
+    """containerd SIGSTOPped while Run's create is in flight, for less than,
+    about, and more than the deadline. The Run answers within the deadline
+    and its slack; once thawed, containerd holds the container only if the
+    Run answered success; a Run of the same name right after answers
+    success or "already exists", and the name becomes usable again."""
+    ns = fresh_namespace()
+    look = functools.partial(observer, private_containerd.address, frozen_config.root, ns)
+    findings = Findings()
+    assert private_containerd.process is not None
+    pid = private_containerd.process.pid
+    async with open_daemon(frozen_config) as daemon, open_client(broker) as bus:
+        callers = Callers(bus)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            async with trio.open_nursery() as nursery:
+                callers.start(
+                    nursery, "Run", "Run", ns, container(rootfs, netns_name, "c"), timeout=CALL_TIMEOUT
+                )
+                taken = await within(lambda: daemon.server.in_flight == 1, 10)
+                findings.check("frozen", taken, "the daemon did not take the Run in 10 s")
+                # The fault's length is what is being tested, not a wait for something.
+                await trio.sleep(frozen_for)
+                os.kill(pid, signal.SIGCONT)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        first = callers.answers["Run"]
+        findings.add("first Run", answer_problems(callers))
+        findings.check(
+            "first Run",
+            first.seconds <= DEADLINE + ANSWER_SLACK,
+            f"answered after {first.seconds:.1f} s, past the {DEADLINE:g} s deadline"
+            f" and {ANSWER_SLACK:g} s slack",
+        )
+        made = first.kind == "ok"
+        if not made:
+            # Right after the failed one: success, or a clear "already exists".
+            again = await ask(bus, "Run", ns, container(rootfs, netns_name, "c"), timeout=CALL_TIMEOUT)
+            findings.check(
+                "second Run",
+                again.kind == "ok" or (again.kind == "error" and "already exists" in again.text),
+                f"neither success nor 'already exists': {again}",
+            )
+            made = again.kind == "ok"
+        findings.add(
+            "after thawing",
+            await settled(
+                look(running={"c"} if made else set(), absent=set() if made else {"c"}), SETTLE_SECONDS
+            ),
+        )
+        janitor_done = await within(lambda: daemon.ops.janitor.pending == 0, SETTLE_SECONDS)
+        findings.check("janitor", janitor_done, f"{daemon.ops.janitor.pending} clean-up jobs still pending")
+        if not made:
+            last = await ask(bus, "Run", ns, container(rootfs, netns_name, "c"), timeout=CALL_TIMEOUT)
+            findings.check("name reusable", last.kind == "ok", f"a later Run of the name failed: {last}")
+        delete = await ask(bus, "Delete", ns, "c", timeout=CALL_TIMEOUT)
+        findings.check("delete", delete.kind == "ok", f"Delete failed: {delete}")
+        findings.add("after delete", await settled(look(running=set(), absent={"c"}), SETTLE_SECONDS))
+    findings.assert_none(f"containerd frozen for {frozen_for:g} s\n{callers.report()}")
