@@ -64,6 +64,9 @@ CLEANUP_SECONDS = 20.0
 #: How long a Run whose create was cut short looks for what containerd may
 #: have made all the same before it answers; the janitor goes on after that.
 UNCERTAIN_CREATE_SECONDS = 2.0
+#: How many such creates are remembered until containerd's create event
+#: shows they were made after all (periodic reconciliation finds the rest).
+UNSETTLED_CREATES_KEPT = 4096
 #: What the end of a Delete may take, shielded: SIGKILL and the wait for it,
 #: then removing the task, the container and its files. A Delete's SIGTERM
 #: grace is cut so that this still fits in the time its request has left.
@@ -137,6 +140,11 @@ class ContainerOps:
         #: waiting for that container need them over (see :meth:`delete`).
         self._graces: dict[tuple[str, str], trio.CancelScope] = {}
         self._waiting_deletes: dict[tuple[str, str], list[float]] = {}
+        #: Containers whose create was cut short or failed: containerd may
+        #: still make them (it finishes a create whose caller has left, even
+        #: after answering a later Get with NotFound), so the supervisor
+        #: removes one when its create event comes (oldest first, bounded).
+        self._unsettled_creates: dict[tuple[str, str], None] = {}
 
     async def locked(self, key: tuple[str, str], call: Callable[..., Awaitable[T]], *args: object) -> T:
         """``call(*args)`` holding the container's lock."""
@@ -167,14 +175,30 @@ class ContainerOps:
         removed: briefly before the Run answers, then by the janitor.
         """
         new_labels = {labels.MANAGED: "true", labels.PENDING: "true"}
+        key = (namespace, container_id)
         try:
             record = await self.containerd.create_container(namespace, container_id, spec, labels=new_labels)
         except AlreadyExists:
             raise AlreadyExists(f"container {container_id} already exists in namespace {namespace}") from None
         except BaseException:
+            self._unsettled_creates[key] = None
+            if len(self._unsettled_creates) > UNSETTLED_CREATES_KEPT:
+                del self._unsettled_creates[next(iter(self._unsettled_creates))]
             await self.remove_if_pending(namespace, container_id, within=UNCERTAIN_CREATE_SECONDS)
             raise
+        # Ours now: a create of this name cut short before can only fail.
+        self._unsettled_creates.pop(key, None)
         return record.created_at_ns
+
+    def settle_create(self, namespace: str, container_id: str) -> bool:
+        """containerd made this container (its create event): whether a
+        create of it was cut short before, so that it may be a pending
+        container no Run will remove (the supervisor then removes it)."""
+        key = (namespace, container_id)
+        if key not in self._unsettled_creates:
+            return False
+        del self._unsettled_creates[key]
+        return True
 
     async def confirm(self, namespace: str, container_id: str) -> None:
         """Commit a Run: the container is no longer pending (the last call
@@ -333,7 +357,7 @@ class ContainerOps:
                     await self.remove_half_made(namespace, container_id, record.created_at_ns)
                 return
         key = (namespace, container_id)
-        self.janitor.soon("remove what a failed Run made", key, self.locked, key, self.remove_pending, *key)
+        self.janitor.soon("look for what a failed Run made", key, self.locked, key, self.remove_pending, *key)
 
     async def remove_pending(self, namespace: str, container_id: str) -> None:
         """Remove the container if it is still pending (a Run that failed or
