@@ -130,3 +130,72 @@ async def test_run_whose_create_meets_a_frozen_containerd(
         findings.check("delete", delete.kind == "ok", f"Delete failed: {delete}")
         findings.add("after delete", await settled(look(running=set(), absent={"c"}), SETTLE_SECONDS))
     findings.assert_none(f"containerd frozen for {frozen_for:g} s\n{callers.report()}")
+
+
+async def test_thirty_runs_while_containerd_is_frozen_for_five_seconds(
+    frozen_config: Config,
+    private_containerd: services.ContainerdService,
+    broker: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    """20 Runs of distinct names and 10 of one name, sent while containerd
+    is SIGSTOPped for 5 s (past the deadline). Each answers within the
+    deadline and its slack; once thawed containerd holds exactly the Runs
+    that answered success, the janitor has no work left, and every name
+    that was not made can be Run again."""
+    ns = fresh_namespace()
+    findings = Findings()
+    assert private_containerd.process is not None
+    pid = private_containerd.process.pid
+    distinct = [f"d{i}" for i in range(20)]
+    async with open_daemon(frozen_config) as daemon, open_client(broker) as bus:
+        callers = Callers(bus)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            async with trio.open_nursery() as nursery:
+                for name in distinct:
+                    spec = container(rootfs, netns_name, name)
+                    callers.start(nursery, name, "Run", ns, spec, timeout=CALL_TIMEOUT)
+                for i in range(10):
+                    spec = container(rootfs, netns_name, "same")
+                    callers.start(nursery, f"same#{i}", "Run", ns, spec, timeout=CALL_TIMEOUT)
+                taken = await within(lambda: daemon.server.in_flight + len(callers.answers) == 30, 10)
+                findings.check("frozen", taken, "the daemon did not take the 30 Runs in 10 s")
+                await trio.sleep(5.0)  # the fault's length
+                os.kill(pid, signal.SIGCONT)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        findings.add("answers", answer_problems(callers))
+        for name, answer in callers.answers.items():
+            findings.check(
+                "answers",
+                answer.seconds <= DEADLINE + ANSWER_SLACK,
+                f"{name}: answered after {answer.seconds:.1f} s",
+            )
+        made = {name for name in distinct if callers.answers[name].kind == "ok"}
+        if any(callers.answers[f"same#{i}"].kind == "ok" for i in range(10)):
+            made.add("same")
+        everything = {*distinct, "same"}
+        look = observer(
+            private_containerd.address, frozen_config.root, ns, running=made, absent=everything - made
+        )
+        findings.add("after thawing", await settled(look, SETTLE_SECONDS))
+        janitor_done = await within(lambda: daemon.ops.janitor.pending == 0, SETTLE_SECONDS)
+        findings.check("janitor", janitor_done, f"{daemon.ops.janitor.pending} clean-up jobs still pending")
+        again = Callers(bus)
+        async with trio.open_nursery() as nursery:
+            for name in sorted(everything - made):
+                again.start(
+                    nursery, name, "Run", ns, container(rootfs, netns_name, name), timeout=CALL_TIMEOUT
+                )
+        for name, answer in again.answers.items():
+            findings.check("names reusable", answer.kind == "ok", f"{name}: a later Run failed: {answer}")
+        deletes = Callers(bus)
+        async with trio.open_nursery() as nursery:
+            for name in sorted(everything):
+                deletes.start(nursery, name, "Delete", ns, name, timeout=CALL_TIMEOUT)
+        findings.add("deletes", answer_problems(deletes, allowed=("ok",)))
+        gone = observer(private_containerd.address, frozen_config.root, ns, running=set(), absent=everything)
+        findings.add("after deletes", await settled(gone, SETTLE_SECONDS))
+    findings.assert_none(callers.report())
