@@ -199,3 +199,76 @@ async def test_thirty_runs_while_containerd_is_frozen_for_five_seconds(
         gone = observer(private_containerd.address, frozen_config.root, ns, running=set(), absent=everything)
         findings.add("after deletes", await settled(gone, SETTLE_SECONDS))
     findings.assert_none(callers.report())
+
+
+async def test_containerd_killed_with_a_create_in_flight(
+    frozen_config: Config,
+    private_containerd: services.ContainerdService,
+    broker: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    """containerd SIGKILLed (while frozen, so the Run's create is surely in
+    flight and unanswered), then started again: the Run answers an error
+    within its deadline and slack, nothing is left once containerd is back,
+    the janitor's work is done, and the name can be Run again."""
+    ns = fresh_namespace()
+    findings = Findings()
+    assert private_containerd.process is not None
+    async with open_daemon(frozen_config) as daemon, open_client(broker) as bus:
+        callers = Callers(bus)
+        os.kill(private_containerd.process.pid, signal.SIGSTOP)
+        async with trio.open_nursery() as nursery:
+            callers.start(nursery, "Run", "Run", ns, container(rootfs, netns_name, "c"), timeout=CALL_TIMEOUT)
+            taken = await within(lambda: daemon.server.in_flight == 1, 10)
+            findings.check("frozen", taken, "the daemon did not take the Run in 10 s")
+            private_containerd.kill()
+            private_containerd.start_again()
+        first = callers.answers["Run"]
+        findings.add("first Run", answer_problems(callers, allowed=("error",)))
+        findings.check("first Run", first.seconds <= DEADLINE + ANSWER_SLACK, f"answered late: {first}")
+        look = observer(private_containerd.address, frozen_config.root, ns, running=set(), absent={"c"})
+        findings.add("after restart", await settled(look, SETTLE_SECONDS))
+        janitor_done = await within(lambda: daemon.ops.janitor.pending == 0, SETTLE_SECONDS)
+        findings.check("janitor", janitor_done, f"{daemon.ops.janitor.pending} clean-up jobs still pending")
+        again = await ask(bus, "Run", ns, container(rootfs, netns_name, "c"), timeout=CALL_TIMEOUT)
+        findings.check("name reusable", again.kind == "ok", f"a later Run failed: {again}")
+        delete = await ask(bus, "Delete", ns, "c", timeout=CALL_TIMEOUT)
+        findings.check("delete", delete.kind == "ok", f"Delete failed: {delete}")
+    findings.assert_none(callers.report())
+
+
+async def test_the_daemon_stopped_while_its_janitor_waits_for_a_frozen_containerd(
+    frozen_config: Config,
+    private_containerd: services.ContainerdService,
+    broker: str,
+    netns_name: str,
+    rootfs: Path,
+) -> None:
+    """A Run fails on a frozen containerd and leaves the janitor waiting;
+    the daemon is stopped meanwhile. It stops within a bound (the janitor's
+    wait does not hold it), and the next daemon leaves nothing of the Run
+    once containerd is thawed, whatever containerd made of the create."""
+    ns = fresh_namespace()
+    findings = Findings()
+    assert private_containerd.process is not None
+    pid = private_containerd.process.pid
+    try:
+        async with open_daemon(frozen_config) as daemon, open_client(broker) as bus:
+            os.kill(pid, signal.SIGSTOP)
+            run = await ask(bus, "Run", ns, container(rootfs, netns_name, "c"), timeout=CALL_TIMEOUT)
+            findings.check("Run", run.kind == "error", f"a Run on a frozen containerd: {run}")
+            findings.check("janitor", daemon.ops.janitor.pending == 1, "no clean-up job left to the janitor")
+            stopping_at = trio.current_time()
+        stopped_in = trio.current_time() - stopping_at
+        findings.check("stop", stopped_in < 15, f"the daemon took {stopped_in:.1f} s to stop")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    async with open_daemon(frozen_config), open_client(broker) as bus:
+        look = observer(private_containerd.address, frozen_config.root, ns, running=set(), absent={"c"})
+        findings.add("next daemon", await settled(look, SETTLE_SECONDS))
+        again = await ask(bus, "Run", ns, container(rootfs, netns_name, "c"), timeout=CALL_TIMEOUT)
+        findings.check("name reusable", again.kind == "ok", f"a later Run failed: {again}")
+        delete = await ask(bus, "Delete", ns, "c", timeout=CALL_TIMEOUT)
+        findings.check("delete", delete.kind == "ok", f"Delete failed: {delete}")
+    findings.assert_none()
