@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,9 @@ def frozen_config(daemon_config: Config, private_containerd: services.Containerd
     )
 
 
-def observer(address: Path, root: Path, namespace: str, *, running: set[str], absent: set[str]):  # type: ignore[no-untyped-def]
+def observer(
+    address: Path, root: Path, namespace: str, *, running: set[str], absent: set[str]
+) -> Callable[[], list[str]]:
     return lambda: holdings_problems(holdings(address, root, namespace), running=running, absent=absent)
 
 
