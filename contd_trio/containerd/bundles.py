@@ -46,8 +46,21 @@ def is_stale_bundle_error(message: str) -> bool:
     return "failed to start shim" in message and "file exists" in message
 
 
+def _pid_namespace(process: Path) -> str | None:
+    try:
+        return os.readlink(process / "ns" / "pid")
+    except OSError:
+        return None
+
+
 def _shims(proc: Path) -> list[tuple[int, dict[bytes, bytes]]]:
-    """The runc v2 shim processes, with their command-line flags."""
+    """The runc v2 shim processes, with their command-line flags.
+
+    A shim runs in the pid namespace of containerd and of this daemon; a
+    process of a container that names itself like one (with another
+    tenant's namespace and id, say) lives in the container's, and is none.
+    """
+    own_namespace = _pid_namespace(proc / "self")
     found = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -56,8 +69,12 @@ def _shims(proc: Path) -> list[tuple[int, dict[bytes, bytes]]]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(SHIM_BINARY):
-            found.append((int(entry.name), dict(zip(argv[1::2], argv[2::2], strict=False))))
+        if not argv or not argv[0].endswith(SHIM_BINARY):
+            continue
+        namespace = _pid_namespace(entry)
+        if own_namespace is not None and namespace is not None and namespace != own_namespace:
+            continue
+        found.append((int(entry.name), dict(zip(argv[1::2], argv[2::2], strict=False))))
     return found
 
 

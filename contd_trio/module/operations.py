@@ -33,6 +33,7 @@ from ..errors import (
     AlreadyExists,
     ContainerdError,
     ContdError,
+    DeadlineExceeded,
     EntrypointExited,
     FailedPrecondition,
     NotFound,
@@ -61,9 +62,14 @@ T = TypeVar("T")
 KILL_GRACE_SECONDS = 10.0
 #: How long removing a half-made container may take, shielded from cancellation.
 CLEANUP_SECONDS = 20.0
-#: How long a Run whose create was cut short looks for what containerd may
-#: have made all the same before it answers; the janitor goes on after that.
+#: How long a create may outlast its request's deadline (containerd's answer
+#: says for sure whether it made the container), and how long a Run whose
+#: create failed looks for what containerd made all the same; the janitor
+#: goes on after that.
 UNCERTAIN_CREATE_SECONDS = 2.0
+#: How many such creates are remembered until containerd's create event
+#: shows they were made after all (periodic reconciliation finds the rest).
+UNSETTLED_CREATES_KEPT = 4096
 #: What the end of a Delete may take, shielded: SIGKILL and the wait for it,
 #: then removing the task, the container and its files. A Delete's SIGTERM
 #: grace is cut so that this still fits in the time its request has left.
@@ -137,6 +143,11 @@ class ContainerOps:
         #: waiting for that container need them over (see :meth:`delete`).
         self._graces: dict[tuple[str, str], trio.CancelScope] = {}
         self._waiting_deletes: dict[tuple[str, str], list[float]] = {}
+        #: Containers whose create was cut short or failed: containerd may
+        #: still make them (it finishes a create whose caller has left, even
+        #: after answering a later Get with NotFound), so the supervisor
+        #: removes one when its create event comes (oldest first, bounded).
+        self._unsettled_creates: dict[tuple[str, str], None] = {}
 
     async def locked(self, key: tuple[str, str], call: Callable[..., Awaitable[T]], *args: object) -> T:
         """``call(*args)`` holding the container's lock."""
@@ -160,21 +171,58 @@ class ContainerOps:
         containerd created it (what tells this container from a later one
         of the same name).
 
-        The request's deadline applies: a create cut short by it (containerd
-        frozen, say) or failing other than with AlreadyExists may have been
-        made all the same (the answer was lost, or containerd finishes it
-        later), so a pending container of that name is looked for and
-        removed: briefly before the Run answers, then by the janitor.
+        The create is not cut short by the request's deadline at once: it
+        gets ``UNCERTAIN_CREATE_SECONDS`` more, so that a containerd that
+        answers tells for sure whether it made the container (the Run then
+        removes it before it answers). Only a create that containerd does
+        not answer by then (it is frozen), or that fails other than with
+        AlreadyExists, is uncertain: containerd may make it all the same,
+        even after a Get answered NotFound. Its pending container is then
+        looked for by the janitor, and removed when its create event comes.
+
+        Raises:
+            AlreadyExists: a container of that name exists.
+            ContdError: containerd failed.
         """
         new_labels = {labels.MANAGED: "true", labels.PENDING: "true"}
+        key = (namespace, container_id)
+        bound = trio.current_effective_deadline() + UNCERTAIN_CREATE_SECONDS
         try:
-            record = await self.containerd.create_container(namespace, container_id, spec, labels=new_labels)
+            with trio.CancelScope(shield=True, deadline=bound) as scope:
+                record = await self.containerd.create_container(
+                    namespace, container_id, spec, labels=new_labels
+                )
         except AlreadyExists:
             raise AlreadyExists(f"container {container_id} already exists in namespace {namespace}") from None
         except BaseException:
+            self._remember_unsettled(key)
             await self.remove_if_pending(namespace, container_id, within=UNCERTAIN_CREATE_SECONDS)
             raise
+        if scope.cancelled_caught:
+            self._remember_unsettled(key)
+            self.janitor.soon(
+                "look for what a failed Run made", key, self.locked, key, self.remove_pending, *key
+            )
+            await trio.lowlevel.checkpoint()  # past the request's deadline: raises Cancelled
+            raise DeadlineExceeded(f"containerd did not create {container_id} in time")
+        # Ours now: a create of this name cut short before can only fail.
+        self._unsettled_creates.pop(key, None)
         return record.created_at_ns
+
+    def _remember_unsettled(self, key: tuple[str, str]) -> None:
+        self._unsettled_creates[key] = None
+        if len(self._unsettled_creates) > UNSETTLED_CREATES_KEPT:
+            del self._unsettled_creates[next(iter(self._unsettled_creates))]
+
+    def settle_create(self, namespace: str, container_id: str) -> bool:
+        """containerd made this container (its create event): whether a
+        create of it was cut short before, so that it may be a pending
+        container no Run will remove (the supervisor then removes it)."""
+        key = (namespace, container_id)
+        if key not in self._unsettled_creates:
+            return False
+        del self._unsettled_creates[key]
+        return True
 
     async def confirm(self, namespace: str, container_id: str) -> None:
         """Commit a Run: the container is no longer pending (the last call
@@ -333,7 +381,7 @@ class ContainerOps:
                     await self.remove_half_made(namespace, container_id, record.created_at_ns)
                 return
         key = (namespace, container_id)
-        self.janitor.soon("remove what a failed Run made", key, self.locked, key, self.remove_pending, *key)
+        self.janitor.soon("look for what a failed Run made", key, self.locked, key, self.remove_pending, *key)
 
     async def remove_pending(self, namespace: str, container_id: str) -> None:
         """Remove the container if it is still pending (a Run that failed or

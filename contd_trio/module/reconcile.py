@@ -102,7 +102,7 @@ class Reconciler:
                 if labels.going_away(record.labels):
                     self.work.start(key, self._finish_off, key)
                 elif labels.pending(record.labels):
-                    self.work.start(key, self._remove_pending, key)
+                    self.work.start(key, self.remove_pending, key)
                 elif labels.FAILED in record.labels:
                     if task is not None:
                         self.work.start(key, self._finish_give_up, key)
@@ -157,7 +157,7 @@ class Reconciler:
         with contextlib.suppress(errors.NotFound):
             await persist("finish off a container", key, self.ops.delete, *key)
 
-    async def _remove_pending(self, key: Key) -> None:
+    async def remove_pending(self, key: Key) -> None:
         """Remove a container whose Run failed or died before answering
         success. Under the lock, so a Run still working on it finishes first
         (and unmarks it when it succeeds)."""

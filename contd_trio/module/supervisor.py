@@ -161,6 +161,10 @@ class Supervisor:
                 self.lifecycle.publish(ContainerEvent(ns, payload.container_id, "oom", time=when))
         elif isinstance(payload, ContainerCreate):
             self._managed.pop((ns, payload.id), None)
+            if self.ops.settle_create(ns, payload.id):
+                # Made after its Run gave up on the create (and perhaps after
+                # the janitor found nothing): remove it if still pending.
+                self.work.follow((ns, payload.id), self.reconciler.remove_pending, (ns, payload.id))
             if await self._is_managed(ns, payload.id):
                 self.lifecycle.publish(ContainerEvent(ns, payload.id, "created", time=when))
         elif isinstance(payload, ContainerDelete):

@@ -26,7 +26,7 @@ def _shim(proc: Path, pid: int, ns: str, cid: str) -> None:
     (proc / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
 
 
-def _pid_namespace(proc: Path, pid: int, namespace: str) -> None:
+def _pid_namespace(proc: Path, pid: int | str, namespace: str) -> None:
     (proc / str(pid) / "ns").mkdir(parents=True)
     (proc / str(pid) / "ns" / "pid").symlink_to(namespace)
 
@@ -92,3 +92,29 @@ def test_only_idle_old_shims_of_this_containerd_without_a_bundle_count(tmp_path:
         (proc / "13" / "cmdline").read_bytes().replace(b"/x.sock", b"/y.sock")
     )
     assert bundles.idle_shims(state, Path("/x.sock"), proc) == [bundles.Shim(11, "ns", "orphan")]
+
+
+def test_a_tenant_process_named_like_a_shim_is_no_shim(tmp_path: Path) -> None:
+    """A container's process may name itself ``containerd-shim-runc-v2`` with
+    another tenant's namespace and id (its command line is the tenant's):
+    it lives in the container's pid namespace, not the daemon's, where
+    containerd's shims are. Counted as a shim, it kept another tenant's
+    stale bundle from being removed (every Run of that name failed), and
+    was SIGKILLed by the idle-shim sweep as "a shim serving nothing"."""
+    state, proc = tmp_path / "state", tmp_path / "proc"
+    (proc).mkdir()
+    (proc / "uptime").write_text("1000.0 10.0\n")
+    host, container = "pid:[4026531836]", "pid:[4026532999]"
+    (proc / "self").mkdir()
+    _pid_namespace(proc, "self", host)
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid, cid, namespace in ((42, "real", host), (50, "victim", container)):
+        _shim(proc, pid, "ns", cid)
+        _pid_namespace(proc, pid, namespace)
+        (proc / str(pid) / "task" / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "task" / str(pid) / "children").write_text("")
+        fields = ["S"] + ["0"] * 18 + [str(ticks)]
+        (proc / str(pid) / "stat").write_text(f"{pid} (containerd-shim) " + " ".join(fields))
+    assert bundles.shim_serves("ns", "real", proc)
+    assert not bundles.shim_serves("ns", "victim", proc)
+    assert bundles.idle_shims(state, Path("/x.sock"), proc) == [bundles.Shim(42, "ns", "real")]
