@@ -167,7 +167,7 @@ class ContainerModule:
         validate_identifier("namespace", namespace)
         validate_identifier("container id", container_id)
         try:
-            await self.ops.delete(namespace, container_id)
+            await self.ops.deletions.delete(namespace, container_id)
         except NotFound:
             raise NotFound(f"container {container_id} not found in namespace {namespace}") from None
 
@@ -178,7 +178,7 @@ class ContainerModule:
         async with ops.locks.hold((namespace, container_id)):
             try:
                 await self._get(namespace, container_id)
-                await ops.mark_going_away(namespace, container_id)
+                await ops.deletions.mark_going_away(namespace, container_id)
                 await ops.containerd.kill(namespace, container_id, signal.SIGTERM)
             except NotFound:
                 return

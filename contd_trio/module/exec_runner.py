@@ -26,9 +26,10 @@ import trio
 from .. import logs
 from ..containerd.client import Containerd
 from ..errors import ContainerdError, ContdError, ExecFailed, FailedPrecondition, NotFound
+from .deletion import KILL_GRACE_SECONDS
 from .exec_outputs import ExecOutputs
 from .logfiles import tail_bytes
-from .operations import CLEANUP_SECONDS, KILL_GRACE_SECONDS
+from .operations import CLEANUP_SECONDS
 from .output import exec_output_uri
 from .retry import Janitor
 

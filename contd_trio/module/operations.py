@@ -2,7 +2,7 @@
 (:mod:`.container`) and the supervisor (:mod:`.supervisor`) share.
 
 Run's creation and start confirmation, the un-pending that commits a Run,
-Delete's SIGTERM-grace-SIGKILL, every way of removing what a failure left,
+every way of removing what a failure left (Delete itself: :mod:`.deletion`),
 the per-container locks that serialise all of it, and the hooks of the stats
 monitors. Nothing here answers a caller or decides a policy: the facade
 validates and words the answers, the supervisor decides when to restart.
@@ -28,7 +28,7 @@ import trio
 from .. import logs
 from ..containerd import spec as oci
 from ..containerd.bundles import is_stale_bundle_error, remove_stale_bundle
-from ..containerd.client import Containerd, ContainerRecord, Exit, ProcessState
+from ..containerd.client import Containerd, Exit, ProcessState
 from ..errors import (
     AlreadyExists,
     ContainerdError,
@@ -41,8 +41,9 @@ from ..errors import (
 from ..taskgroups import wait_any
 from ..text import shorten_front
 from ..zbus.server import slot_lent
-from . import labels, spec_mapping
-from .disk import prepare_files, remove_directory_if_empty, remove_files, storage_error
+from . import labels
+from .deletion import KILL_GRACE_SECONDS, Deletions
+from .disk import prepare_files, remove_directory_if_empty, remove_files
 from .exec_outputs import ExecOutputs
 from .lifecycle import Lifecycle
 from .locks import KeyedLocks
@@ -52,14 +53,12 @@ from .output import task_output_uri
 from .paths import Paths
 from .retry import Janitor
 from .stats import StatsMonitors
-from .types import DEFAULT_SHUTDOWN_TIMEOUT_NS, Container, Stats
+from .types import Container, Stats
 
 log = logging.getLogger("contd.module")
 
 T = TypeVar("T")
 
-#: How long a container (or exec) killed with SIGKILL may take to be gone.
-KILL_GRACE_SECONDS = 10.0
 #: How long removing a half-made container may take, shielded from cancellation.
 CLEANUP_SECONDS = 20.0
 #: How long a create may outlast its request's deadline (containerd's answer
@@ -70,10 +69,6 @@ UNCERTAIN_CREATE_SECONDS = 2.0
 #: How many such creates are remembered until containerd's create event
 #: shows they were made after all (periodic reconciliation finds the rest).
 UNSETTLED_CREATES_KEPT = 4096
-#: What the end of a Delete may take, shielded: SIGKILL and the wait for it,
-#: then removing the task, the container and its files. A Delete's SIGTERM
-#: grace is cut so that this still fits in the time its request has left.
-KILL_BUDGET_SECONDS = KILL_GRACE_SECONDS + 10.0
 #: Lines of output quoted in an error (an entrypoint or exec that failed).
 ERROR_OUTPUT_LINES = 10
 #: ... and at most this many characters of them (output need have no newline).
@@ -139,10 +134,8 @@ class ContainerOps:
         #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
         #: grace stop waiting and finish, so their callers get a true answer.
         self.stopping = trio.Event()
-        #: The SIGTERM graces under way, by container, and when the Deletes
-        #: waiting for that container need them over (see :meth:`delete`).
-        self._graces: dict[tuple[str, str], trio.CancelScope] = {}
-        self._waiting_deletes: dict[tuple[str, str], list[float]] = {}
+        #: Delete and its parts (SIGTERM with a grace, SIGKILL and removal).
+        self.deletions = Deletions(self)
         #: Containers whose create was cut short or failed: containerd may
         #: still make them (it finishes a create whose caller has left, even
         #: after answering a later Get with NotFound), so the supervisor
@@ -568,136 +561,6 @@ class ContainerOps:
                 await self.containerd.update_task(namespace, container_id, resources)
         except NotFound:
             return  # gone, or no task: its next one starts from the spec
-
-    # -- Delete -------------------------------------------------------------------------------
-
-    async def delete(self, namespace: str, container_id: str) -> None:
-        """SIGTERM, up to the container's shutdown timeout, SIGKILL, then
-        remove its task, the container and its files, under its lock.
-
-        The grace is cut so that the end (SIGKILL and removal, shielded from
-        cancellation and bounded) fits in the time the caller has left; a
-        stopping daemon cuts it short. Once marked as going away, a container
-        is removed even if this is cut short: reconciliation finishes it off.
-
-        A Delete that finds another deletion of the container under way (a
-        finish-off, whose grace is the whole shutdown timeout, or a Delete
-        with a longer deadline) takes it over: that one's grace is cut to
-        end when this Delete's must, so this one waits for the lock no longer
-        than it would have taken itself; the container gone by then is this
-        Delete done.
-
-        Raises:
-            NotFound: no such container.
-            FailedPrecondition: it did not die of SIGKILL in time (it stays
-                marked as going away).
-            StorageError: it is deleted, but the daemon's disk refused to
-                remove some of its files.
-        """
-        key = (namespace, container_id)
-        await self.containerd.get_container(namespace, container_id)  # NotFound: nothing to delete
-        must_end_by = trio.current_effective_deadline() - KILL_BUDGET_SECONDS
-        waiting = self._waiting_deletes.setdefault(key, [])
-        waiting.append(must_end_by)
-        try:
-            self._cut_grace(key)
-            async with self.locks.hold(key):
-                waiting.remove(must_end_by)
-                try:
-                    record = await self.containerd.get_container(namespace, container_id)
-                except NotFound:
-                    logs.event(
-                        log, logging.INFO, "container deleted meanwhile", ns=namespace, id=container_id
-                    )
-                    return
-                await self._delete_locked(namespace, container_id, record)
-        finally:
-            if must_end_by in waiting:
-                waiting.remove(must_end_by)
-            if not waiting and self._waiting_deletes.get(key) is waiting:
-                del self._waiting_deletes[key]
-        logs.event(log, logging.INFO, "container deleted", ns=namespace, id=container_id)
-
-    def _cut_grace(self, key: tuple[str, str]) -> None:
-        """End the SIGTERM grace under way for the container by the time the
-        Deletes waiting for it need it over."""
-        grace = self._graces.get(key)
-        waiting = self._waiting_deletes.get(key)
-        if grace is not None and waiting:
-            grace.deadline = min(grace.deadline, *waiting)
-
-    async def _delete_locked(self, namespace: str, container_id: str, record: ContainerRecord) -> None:
-        await self.mark_going_away(namespace, container_id)
-        self.stop_stats(namespace, container_id)
-        timeout_ns = spec_mapping.read_container(record.spec or {}).shutdown_timeout_ns
-        wanted = (timeout_ns or DEFAULT_SHUTDOWN_TIMEOUT_NS) / 1e9
-        left = trio.current_effective_deadline() - trio.current_time()
-        grace = max(0.0, min(wanted, left - KILL_BUDGET_SECONDS))
-        try:
-            await self.terminate(namespace, container_id, grace)
-        finally:
-            await self.finish_delete(namespace, container_id)
-
-    async def terminate(self, namespace: str, container_id: str, grace: float) -> None:
-        """SIGTERM the task and wait up to ``grace`` for it to exit."""
-        try:
-            state = await self.containerd.get_process(namespace, container_id)
-        except NotFound:
-            return  # no task
-        if grace <= 0 or state.status not in ("running", "paused", "pausing"):
-            return
-        # Waiting before signalling, as 0-OS did: the exit cannot slip by.
-        async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
-            with contextlib.suppress(NotFound):
-                await self.containerd.kill(namespace, container_id, signal.SIGTERM)
-            key = (namespace, container_id)
-            # Only waiting: the request's worker slot serves others meanwhile
-            # (lent outside the grace, whose end must not cut taking it back).
-            async with slot_lent():
-                with trio.move_on_after(grace) as waiting:
-                    self._graces[key] = waiting
-                    try:
-                        self._cut_grace(key)  # a Delete may be waiting already
-                        await wait_any(exit_watch.done, self.stopping)
-                    finally:
-                        del self._graces[key]
-        if not exit_watch.done.is_set():
-            logs.event(
-                log,
-                logging.INFO,
-                "daemon stopping, not waiting out the grace"
-                if self.stopping.is_set()
-                else "container ignored SIGTERM",
-                ns=namespace,
-                id=container_id,
-                grace=grace,
-            )
-
-    async def finish_delete(self, namespace: str, container_id: str) -> None:
-        """SIGKILL, then remove the task, the container and its files:
-        shielded and bounded by :data:`KILL_BUDGET_SECONDS`.
-
-        Raises:
-            FailedPrecondition: not all removed in time.
-            StorageError: removed, but not all its files.
-        """
-        refused: list[OSError] = []
-        with trio.CancelScope(shield=True), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
-            refused = await self.remove_container(namespace, container_id)
-        if scope.cancelled_caught:
-            raise FailedPrecondition(
-                f"container {container_id} in namespace {namespace} could not be removed within "
-                f"{KILL_BUDGET_SECONDS:g} seconds of SIGKILL; it will be removed once it exits"
-            )
-        if refused:
-            # The caller is told, so that a disk gone bad is seen; the
-            # container itself is gone all the same.
-            raise storage_error(
-                f"remove every file of container {container_id} (the container is deleted)", refused[0]
-            )
-
-    async def mark_going_away(self, namespace: str, container_id: str) -> None:
-        await self.containerd.update_labels(namespace, container_id, {labels.GOING_AWAY: "true"})
 
     def remove_files(self, namespace: str, container_id: str) -> list[OSError]:
         """Remove the container's logs and any exec output left behind, as

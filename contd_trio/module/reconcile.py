@@ -155,7 +155,7 @@ class Reconciler:
     async def _finish_off(self, key: Key) -> None:
         """Complete the Delete of a container marked as going away."""
         with contextlib.suppress(errors.NotFound):
-            await persist("finish off a container", key, self.ops.delete, *key)
+            await persist("finish off a container", key, self.ops.deletions.delete, *key)
 
     async def remove_pending(self, key: Key) -> None:
         """Remove a container whose Run failed or died before answering

@@ -22,8 +22,9 @@ from .. import errors, logs
 from ..containerd.client import Containerd, Exit
 from ..text import shorten
 from . import labels, spec_mapping
+from .deletion import KILL_BUDGET_SECONDS
 from .lifecycle import ContainerEvent, Key, Lifecycle
-from .operations import KILL_BUDGET_SECONDS, ContainerOps
+from .operations import ContainerOps
 from .restart_policy import Decision, RestartPolicy, format_history, parse_history
 from .retry import persist
 
