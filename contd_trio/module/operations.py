@@ -162,7 +162,40 @@ class ContainerOps:
     async def create(self, namespace: str, container_id: str, spec: dict[str, object]) -> int:
         """Create the container, marked as managed and pending; returns when
         containerd created it (what tells this container from a later one
-        of the same name).
+        of the same name). The caller holds the container's lock.
+
+        A pending container of that name found in the way is what an
+        earlier Run left: one whose create containerd carried out after the
+        Run gave up (its removal may not have come yet), or one of a daemon
+        that died mid-Run. No Run is working on it (that Run would hold the
+        lock), so it is removed and the create made again, once.
+
+        Raises:
+            AlreadyExists: a container of that name exists (not a pending one).
+            ContdError: containerd failed.
+        """
+        try:
+            return await self._create_once(namespace, container_id, spec)
+        except AlreadyExists:
+            if not await self._removed_if_left_pending(namespace, container_id):
+                raise
+        return await self._create_once(namespace, container_id, spec)
+
+    async def _removed_if_left_pending(self, namespace: str, container_id: str) -> bool:
+        try:
+            record = await self.containerd.get_container(namespace, container_id)
+        except NotFound:
+            return True  # removed meanwhile
+        if not labels.pending(record.labels):
+            return False
+        logs.event(
+            log, logging.INFO, "removing what a failed Run left in the way", ns=namespace, id=container_id
+        )
+        await self.remove_container(namespace, container_id)
+        return True
+
+    async def _create_once(self, namespace: str, container_id: str, spec: dict[str, object]) -> int:
+        """One create, as :meth:`create` describes.
 
         The create is not cut short by the request's deadline at once: it
         gets ``UNCERTAIN_CREATE_SECONDS`` more, so that a containerd that
@@ -172,10 +205,6 @@ class ContainerOps:
         AlreadyExists, is uncertain: containerd may make it all the same,
         even after a Get answered NotFound. Its pending container is then
         looked for by the janitor, and removed when its create event comes.
-
-        Raises:
-            AlreadyExists: a container of that name exists.
-            ContdError: containerd failed.
         """
         new_labels = {labels.MANAGED: "true", labels.PENDING: "true"}
         key = (namespace, container_id)

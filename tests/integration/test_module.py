@@ -593,3 +593,20 @@ async def test_runs_in_their_settle_window_leave_the_one_worker_to_other_request
         for name in ("c1", "c2", "c3"):
             assert (await contd.inspect(ns, name)).task is not None
             await contd.delete(ns, name)
+
+
+async def test_a_pending_container_left_in_the_way_is_replaced_by_the_next_run(
+    daemon: Daemon, contd: ContainerClient, ns: str, netns_name: str, rootfs: Path
+) -> None:
+    """What a Run gave up on can land in containerd later (containerd frozen
+    past the deadline finishes the create); until its removal comes, it must
+    not make the name unusable. A container that is not pending still is
+    AlreadyExists."""
+    left = {"contd.managed": "true", "contd.pending": "true"}
+    await daemon.ops.containerd.create_container(ns, "c1", {"ociVersion": "1.0.2"}, labels=left)
+    assert await contd.run(ns, container(rootfs, netns_name)) == "c1"
+    inspected = await contd.inspect(ns, "c1")
+    assert inspected.task is not None and inspected.task.status == "running"
+    with pytest.raises(CallError, match="already exists"):
+        await contd.run(ns, container(rootfs, netns_name))
+    await contd.delete(ns, "c1")
