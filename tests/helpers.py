@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import struct
+import subprocess
 from pathlib import Path
 
 import msgpack
@@ -49,3 +52,35 @@ def go_pack(value: object) -> bytes:
         return head + b"".join(go_pack(v) for v in value)
     head = bytes([0x80 | len(value)]) if len(value) < 16 else b"\xde" + struct.pack(">H", len(value))
     return head + b"".join(go_pack(k) + go_pack(v) for k, v in value.items())
+
+
+def start_log_shim(
+    shim: Path, arguments: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int, int, int]:
+    """Start the installed log shim as containerd's runc shim does: the
+    container's stdout on fd 3, its stderr on fd 4, the ready pipe on fd 5,
+    and nothing else past fd 2 (Go's ExtraFiles); its stderr piped. Returns
+    the process and our ends of the three pipes (stdout and stderr to write,
+    the ready pipe to read)."""
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    ready_read, ready_write = os.pipe()
+
+    def fds_3_to_5() -> None:
+        # Out of the way first: the pipes may themselves be fds 3 to 5.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (out_read, err_read, ready_write)]
+        for source, target in zip(high, (3, 4, 5), strict=True):
+            os.dup2(source, target)  # inheritable
+
+    process = subprocess.Popen(
+        [str(shim), *arguments],
+        close_fds=True,
+        pass_fds=(3, 4, 5),
+        preexec_fn=fds_3_to_5,
+        env=env,
+        cwd=cwd,
+        stderr=subprocess.PIPE,
+    )
+    for fd in (out_read, err_read, ready_write):
+        os.close(fd)
+    return process, out_write, err_write, ready_read

@@ -4,15 +4,14 @@ ready, and no site-packages."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 from contd_trio.module.output import install_logshim
+from tests.helpers import start_log_shim
 
 
 def test_the_installed_shim_runs_without_site_packages(tmp_path: Path) -> None:
@@ -23,27 +22,10 @@ def test_the_installed_shim_runs_without_site_packages(tmp_path: Path) -> None:
     marker = tmp_path / "site-was-imported"
     (hooks / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     log = tmp_path / "c.log"
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    ready_read, ready_write = os.pipe()
-
-    def as_the_runc_shim_does() -> None:
-        # Out of the way first: the pipes may themselves be fds 3 to 5.
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (out_read, err_read, ready_write)]
-        for source, target in zip(high, (3, 4, 5), strict=True):
-            os.dup2(source, target)  # inheritable
-
-    process = subprocess.Popen(
-        [str(shim), "--log", str(log), "--max-bytes", "4096"],
-        close_fds=True,  # only 0-2 and 3-5 reach it, as from Go's ExtraFiles
-        pass_fds=(3, 4, 5),
-        preexec_fn=as_the_runc_shim_does,
-        env={**os.environ, "PYTHONPATH": str(hooks)},
-        stderr=subprocess.PIPE,
+    process, out_write, err_write, ready_read = start_log_shim(
+        shim, ["--log", str(log), "--max-bytes", "4096"], env={**os.environ, "PYTHONPATH": str(hooks)}
     )
     try:
-        for fd in (out_read, err_read, ready_write):
-            os.close(fd)
         # Ready (the pipe closed before Python starts): the container may start.
         assert os.read(ready_read, 1) == b""
         os.write(out_write, b"to stdout\n")
@@ -77,26 +59,9 @@ def test_a_shim_that_cannot_join_the_containers_network_forwards_nothing(tmp_pat
     not_a_netns = tmp_path / "not-a-netns"
     not_a_netns.write_text("")
     log = tmp_path / "c.log"
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    ready_read, ready_write = os.pipe()
-
-    def as_the_runc_shim_does() -> None:
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (out_read, err_read, ready_write)]
-        for source, target in zip(high, (3, 4, 5), strict=True):
-            os.dup2(source, target)
-
     arguments = ["--log", str(log), "--stdout.0", url, "--netns", str(not_a_netns)]
-    process = subprocess.Popen(
-        [str(shim), *arguments],
-        close_fds=True,  # only 0-2 and 3-5 reach it, as from Go's ExtraFiles
-        pass_fds=(3, 4, 5),
-        preexec_fn=as_the_runc_shim_does,
-        stderr=subprocess.PIPE,
-    )
+    process, out_write, err_write, ready_read = start_log_shim(shim, arguments)
     try:
-        for fd in (out_read, err_read, ready_write):
-            os.close(fd)
         assert os.read(ready_read, 1) == b""  # ready: closed by the executable
         os.write(out_write, b"hello\n")
         os.close(out_write)

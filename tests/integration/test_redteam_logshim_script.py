@@ -5,46 +5,17 @@ for an exec's raw output."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from contd_trio.module.output import LOGSHIM_NAME, install_logshim
-from tests.helpers import wait_until
+from tests.helpers import start_log_shim, wait_until
 
 #: Spaces, both quotes, $, a backtick command, a glob, a semicolon, a newline.
 HOSTILE_NAME = "a b'c\"d$HOME`touch pwned`*;e\nf"
-
-
-def _start_as_the_runc_shim_does(
-    shim: Path, arguments: list[str]
-) -> tuple[subprocess.Popen[bytes], int, int, int]:
-    """The shim with the container's stdout on fd 3, stderr on fd 4 and the
-    ready pipe on fd 5; returns it and our ends of the three pipes."""
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
-    ready_read, ready_write = os.pipe()
-
-    def fds_3_to_5() -> None:
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (out_read, err_read, ready_write)]
-        for source, target in zip(high, (3, 4, 5), strict=True):
-            os.dup2(source, target)
-
-    process = subprocess.Popen(
-        [str(shim), *arguments],
-        close_fds=True,
-        pass_fds=(3, 4, 5),
-        preexec_fn=fds_3_to_5,
-        stderr=subprocess.PIPE,
-        cwd=shim.parent,
-    )
-    for fd in (out_read, err_read, ready_write):
-        os.close(fd)
-    return process, out_write, err_write, ready_read
 
 
 def _argv(pid: int) -> list[bytes]:
@@ -68,7 +39,7 @@ async def test_the_shim_runs_from_hostile_paths_and_writes_nothing_stray(tmp_pat
     arguments = ["--log", str(log), "--max-bytes", "65536"]
     if raw:
         arguments += ["--stderr-log", str(err_log), "--raw", "1"]
-    process, out_write, err_write, ready_read = _start_as_the_runc_shim_does(shim, arguments)
+    process, out_write, err_write, ready_read = start_log_shim(shim, arguments, cwd=shim.parent)
     try:
         assert os.read(ready_read, 1) == b""  # closed by the script: ready
         os.write(out_write, b"out-1\n")
