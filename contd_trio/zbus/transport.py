@@ -386,9 +386,6 @@ class RedisTransport:
         self._blocking.close()
         self._commands.close()
 
-    async def _run(self, timeout: float, command: Callable[..., Any], *args: Any) -> Any:
-        return await _bounded(timeout, command, *args)
-
     # -- the server's exchange ------------------------------------------------------
 
     async def exchange(
@@ -425,40 +422,37 @@ class RedisTransport:
         """
         args = _exchange_args(outgoing, ttl, priority_queue, priority_limit, queues, budget)
         keys = [priority_queue, *queues]
-        taken: list[tuple[str, bytes]]
-        if self._exchanging:
-            async with self._blocking.connection() as connection:
-                taken = await self._run(
-                    block + COMMAND_TIMEOUT_SECONDS,
-                    self._exchange_on,
-                    connection,
-                    args,
-                    keys,
-                    block,
-                    on_block,
-                    wake_key,
-                )
-            return taken
-        self._exchanging = True
-        try:
-            if self._exchanger is None or self._exchanger.stale():
-                if self._exchanger is not None:
-                    self._exchanger.close()
-                self._exchanger = None
-                self._exchanger = await self._run(COMMAND_TIMEOUT_SECONDS, _connect, self.address)
-            taken = await self._run(
+        async with self._exchange_connection() as connection:
+            taken: list[tuple[str, bytes]] = await _bounded(
                 block + COMMAND_TIMEOUT_SECONDS,
                 self._exchange_on,
-                self._exchanger,
+                connection,
                 args,
                 keys,
                 block,
                 on_block,
                 wake_key,
             )
+        return taken
+
+    @asynccontextmanager
+    async def _exchange_connection(self) -> AsyncIterator[_Connection]:
+        """The exchange's own connection (made again when Redis closed it),
+        or a pooled one while another exchange holds it."""
+        if self._exchanging:
+            async with self._blocking.connection() as connection:
+                yield connection
+            return
+        self._exchanging = True
+        try:
+            if self._exchanger is None or self._exchanger.stale():
+                if self._exchanger is not None:
+                    self._exchanger.close()
+                self._exchanger = None
+                self._exchanger = await _bounded(COMMAND_TIMEOUT_SECONDS, _connect, self.address)
+            yield self._exchanger
         finally:
             self._exchanging = False
-        return taken
 
     async def _exchange_on(
         self,
@@ -555,7 +549,7 @@ class RedisTransport:
             async with self._commands.connection() as connection:
                 return await command(connection, args)
 
-        return await self._run(COMMAND_TIMEOUT_SECONDS, on_a_connection)
+        return await _bounded(COMMAND_TIMEOUT_SECONDS, on_a_connection)
 
     # -- pub/sub -------------------------------------------------------------------
 
@@ -566,11 +560,11 @@ class RedisTransport:
         Raises:
             BusUnavailable: Redis is unreachable (here or while receiving).
         """
-        connection: _Connection = await self._run(COMMAND_TIMEOUT_SECONDS, _connect, self.address)
+        connection: _Connection = await _bounded(COMMAND_TIMEOUT_SECONDS, _connect, self.address)
         self._subscriptions.add(connection)
         try:
-            await self._run(COMMAND_TIMEOUT_SECONDS, _subscribe, connection, channels)
-            yield Subscription(self, connection)
+            await _bounded(COMMAND_TIMEOUT_SECONDS, _subscribe, connection, channels)
+            yield Subscription(connection)
         finally:
             # Closing the connection ends the subscription in Redis.
             self._subscriptions.discard(connection)
@@ -605,8 +599,7 @@ class Subscription:
     subscription stays live and the next receive gets the next message.
     """
 
-    def __init__(self, transport: RedisTransport, connection: _Connection) -> None:
-        self._transport = transport
+    def __init__(self, connection: _Connection) -> None:
         self._connection = connection
 
     def __aiter__(self) -> Subscription:
@@ -625,7 +618,7 @@ class Subscription:
             BusUnavailable: Redis went away; the subscription is over.
         """
         while True:
-            message = await self._transport._run(math.inf, self._read_message)
+            message = await _bounded(math.inf, self._read_message)
             if (
                 isinstance(message, list)
                 and len(message) == 3
