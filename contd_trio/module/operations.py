@@ -177,22 +177,9 @@ class ContainerOps:
         try:
             return await self._create_once(namespace, container_id, spec)
         except AlreadyExists:
-            if not await self._removed_if_left_pending(namespace, container_id):
+            if not await self.remove_pending(namespace, container_id):
                 raise
         return await self._create_once(namespace, container_id, spec)
-
-    async def _removed_if_left_pending(self, namespace: str, container_id: str) -> bool:
-        try:
-            record = await self.containerd.get_container(namespace, container_id)
-        except NotFound:
-            return True  # removed meanwhile
-        if not labels.pending(record.labels):
-            return False
-        logs.event(
-            log, logging.INFO, "removing what a failed Run left in the way", ns=namespace, id=container_id
-        )
-        await self.remove_container(namespace, container_id)
-        return True
 
     async def _create_once(self, namespace: str, container_id: str, spec: dict[str, object]) -> int:
         """One create, as :meth:`create` describes.
@@ -222,9 +209,7 @@ class ContainerOps:
             raise
         if scope.cancelled_caught:
             self._remember_unsettled(key)
-            self.janitor.soon(
-                "look for what a failed Run made", key, self.locked, key, self.remove_pending, *key
-            )
+            self._remove_pending_later(key)
             await trio.lowlevel.checkpoint()  # past the request's deadline: raises Cancelled
             raise DeadlineExceeded(f"containerd did not create {container_id} in time")
         # Ours now: a create of this name cut short before can only fail.
@@ -402,13 +387,18 @@ class ContainerOps:
                 if labels.pending(record.labels):
                     await self.remove_half_made(namespace, container_id, record.created_at_ns)
                 return
-        key = (namespace, container_id)
+        self._remove_pending_later((namespace, container_id))
+
+    def _remove_pending_later(self, key: tuple[str, str]) -> None:
+        """The janitor's: :meth:`remove_pending` under the lock, once containerd answers."""
         self.janitor.soon("look for what a failed Run made", key, self.locked, key, self.remove_pending, *key)
 
-    async def remove_pending(self, namespace: str, container_id: str) -> None:
+    async def remove_pending(self, namespace: str, container_id: str) -> bool:
         """Remove the container if it is still pending (a Run that failed or
         died before answering); the caller holds its lock, so a Run still
         working on it has finished (and unmarked it when it succeeded).
+        Returns whether the name is free now (a container that is not
+        pending stays).
 
         Raises:
             ContdError: containerd failed (the caller retries).
@@ -416,10 +406,12 @@ class ContainerOps:
         try:
             record = await self.containerd.get_container(namespace, container_id)
         except NotFound:
-            return
-        if labels.pending(record.labels):
-            logs.event(log, logging.INFO, "removing what a failed Run left", ns=namespace, id=container_id)
-            await self.remove_container(namespace, container_id)
+            return True
+        if not labels.pending(record.labels):
+            return False
+        logs.event(log, logging.INFO, "removing what a failed Run left", ns=namespace, id=container_id)
+        await self.remove_container(namespace, container_id)
+        return True
 
     async def remove_container(self, namespace: str, container_id: str) -> list[OSError]:
         """Kill and remove the task, then the container's files, then the
