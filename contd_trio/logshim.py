@@ -11,10 +11,10 @@ the file, it rotates it between lines (0-OS issue 1608) without losing any.
 
 The daemon installs this file as a module run by ``<python> -S`` (no
 site-packages) from a shell script that first closes fd 5 and sets
-``CONTD_LOGSHIM_READY_SENT=1`` (see ``install_logshim``), and it imports only C modules and ``os``: each one
-costs about 3.5 MB of unique memory when 20 run (``signal``, ``socket``,
-``selectors`` and ``urllib`` would add 2 MB more through ``enum`` and
-``re``). Arguments come from the URI's query, in any order: ``--log PATH
+``CONTD_LOGSHIM_READY_SENT=1`` (see ``install_logshim``), and it imports
+only C modules and ``os``: each one costs about 3.5 MB of unique memory
+when 20 run (``signal``, ``socket``, ``selectors`` and ``urllib`` would add
+2 MB more through ``enum`` and ``re``). Arguments come from the URI's query, in any order: ``--log PATH
 --max-bytes N`` and, per log backend i, ``--stdout.<i>
 redis://host:port/channel --stderr.<i> redis://host:port/channel``, with
 ``--netns PATH``, the container's network namespace.

@@ -99,14 +99,18 @@ def _runs_a_container(proc: Path, pid: int) -> bool:
     try:
         tasks = list((proc / str(pid) / "task").iterdir())
         children = [child for task in tasks for child in (task / "children").read_text().split()]
-        shim_pid_namespace = os.readlink(proc / str(pid) / "ns" / "pid")
     except OSError:
+        return True
+    shim_pid_namespace = _pid_namespace(proc / str(pid))
+    if shim_pid_namespace is None:
         return True
     for child in children:
         try:
             argv = (proc / child / "cmdline").read_bytes().split(b"\0")
-            pid_namespace = os.readlink(proc / child / "ns" / "pid")
         except OSError:
+            continue  # gone meanwhile
+        pid_namespace = _pid_namespace(proc / child)
+        if pid_namespace is None:
             continue  # gone meanwhile
         log_shim = any(arg.endswith(LOG_SHIM_NAME.encode()) for arg in argv)
         if not log_shim or pid_namespace != shim_pid_namespace:
