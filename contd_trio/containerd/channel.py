@@ -109,11 +109,64 @@ class _BoundedH2Protocol(H2Protocol):
         h2_connection._closed_streams = SizeLimitDict(size_limit=CLOSED_STREAMS_KEPT)
 
 
+#: HTTP/2 gives a connection's client streams the odd ids up to 2**31 - 1:
+#: about 1.07 billion calls, after which h2 refuses every new stream. A
+#: daemon polling a hundred containers' stats each second gets there in
+#: four months, so a connection this close to the end is retired: new
+#: calls go to a new one. The margin covers calls that took the old
+#: connection before it was retired and have not opened their stream yet.
+STREAM_IDS_KEPT_IN_RESERVE = 2 * 65_536
+#: A retired connection is closed once its last stream ended, and no
+#: sooner than this many seconds after it was retired (the calls of the
+#: margin above open their streams within that).
+RETIRED_CLOSE_AFTER_SECONDS = 10.0
+
+
+def _stream_ids_left(protocol: H2Protocol) -> int:
+    h2_connection = protocol.connection._connection
+    highest: int = h2_connection.HIGHEST_ALLOWED_STREAM_ID
+    return highest - (h2_connection.highest_outbound_stream_id or 0)
+
+
 class _Channel(Channel):
-    """A grpclib channel whose connections are :class:`_BoundedH2Protocol`."""
+    """A grpclib channel whose connections are :class:`_BoundedH2Protocol`,
+    moving to a new connection before one runs out of stream ids."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Connections retired with streams still open (an event
+        #: subscription lasts as long as the daemon), and when.
+        self._retired: list[tuple[H2Protocol, float]] = []
 
     def _protocol_factory(self) -> H2Protocol:
         return _BoundedH2Protocol(Handler(), self._config, self._h2_config)
+
+    async def __connect__(self) -> H2Protocol:
+        protocol = self._protocol
+        if protocol is not None and _stream_ids_left(protocol) < STREAM_IDS_KEPT_IN_RESERVE:
+            self._retired.append((protocol, self._loop.time()))
+            self._protocol = None
+        if self._retired:
+            self._close_idle_retired()
+        return await super().__connect__()
+
+    def _close_idle_retired(self) -> None:
+        now = self._loop.time()
+        still_open = []
+        for protocol, retired_at in self._retired:
+            if protocol.connection.is_closing():
+                continue
+            if protocol.processor.streams or now - retired_at < RETIRED_CLOSE_AFTER_SECONDS:
+                still_open.append((protocol, retired_at))
+            else:
+                protocol.processor.close()
+        self._retired = still_open
+
+    def close(self) -> None:
+        for protocol, _ in self._retired:
+            protocol.processor.close()
+        self._retired = []
+        super().close()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import trio.lowlevel
 import trio.testing
 
 from contd_trio import errors
+from contd_trio.containerd import channel as channel_module
 from contd_trio.containerd import spec as oci
 from contd_trio.containerd.channel import open_channel
 from contd_trio.containerd.client import Containerd
@@ -179,6 +180,42 @@ async def test_start_and_exit_events(ctd: Containerd, ns: str, busybox_rootfs: P
     assert isinstance(start, TaskStart) and start.container_id == "c4" and start.pid == pid
     assert isinstance(exit_, TaskExit) and exit_.id == exit_.container_id == "c4" and exit_.exit_status == 3
     assert all(e.namespace == ns and e.container_id == "c4" for e in seen)
+
+
+async def test_a_connection_near_its_last_stream_id_is_replaced(
+    ctd: Containerd, ns: str, busybox_rootfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP/2 numbers a connection's streams up to 2**31 - 1, one per call:
+    h2 refuses every call after that, and without a new connection every
+    call would fail from then on. Getting there takes a billion calls, so
+    this test moves the connection's stream counter (h2's
+    ``highest_outbound_stream_id``) to two ids before the end: injected
+    state, on a real containerd connection."""
+    monkeypatch.setattr(channel_module, "RETIRED_CLOSE_AFTER_SECONDS", 0.0)
+    filters = [f'namespace=={ns},topic=="/containers/create"']
+    async with ctd.watch_events(filters) as events:
+        grpc = ctd.channel._channel
+        assert grpc is not None
+        first = grpc._protocol
+        assert first is not None
+        h2_connection = first.connection._connection
+        h2_connection.highest_outbound_stream_id = h2_connection.HIGHEST_ALLOWED_STREAM_ID - 4
+        for _ in range(5):
+            await ctd.version()
+        assert grpc._protocol is not first
+        # The subscription made on the old connection goes on there.
+        assert not first.handler.connection_lost
+        await ctd.create_container(ns, "c9", busybox_spec(ns, "c9", busybox_rootfs, "true"))
+        try:
+            with trio.fail_after(10):
+                created = await events.__anext__()
+            assert isinstance(created, Event) and created.topic == "/containers/create"
+            assert events.resubscriptions == 0
+        finally:
+            await ctd.delete_container(ns, "c9")
+    # Its last stream ended: the next call closes it.
+    await ctd.version()
+    assert first.handler.connection_lost
 
 
 async def test_a_cancelled_call_really_stops(ctd: Containerd, ns: str, busybox_rootfs: Path) -> None:
