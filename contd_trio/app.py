@@ -4,7 +4,9 @@ Start-up waits (with logged backoff) for Redis and containerd, since zinit's
 ``after:`` orders starts but does not promise readiness. SIGTERM or SIGINT
 stops taking requests, gives in-flight ones ``shutdown_grace`` to finish
 (then cancels them, each still answering its caller) and returns:
-containers keep running.
+containers keep running. Work that settles what a cancelled request made
+gets ``SHIELDED_WORK_AFTER_GRACE_SECONDS`` more, then its shields are lifted
+(see ``module.shields``), so a frozen containerd cannot hold the stop.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .containerd.spec import HostFacts
 from .module.container import ContainerModule
 from .module.exec_runner import ExecRunner
 from .module.lifecycle import Lifecycle
-from .module.operations import ContainerOps, RunSettings
+from .module.operations import UNCERTAIN_CREATE_SECONDS, ContainerOps, RunSettings
 from .module.output import install_logshim
 from .module.paths import Paths
 from .module.restart_policy import RestartPolicy
@@ -43,6 +45,10 @@ from .zbus.server import Server
 from .zbus.transport import RedisTransport, open_redis_transport, parse_broker_url
 
 log = logging.getLogger("contd")
+
+#: How long cancelled requests may go on settling what they made at a stop
+#: (the same bound as a Run's create past its deadline).
+SHIELDED_WORK_AFTER_GRACE_SECONDS = UNCERTAIN_CREATE_SECONDS
 
 
 async def wait_for_broker(transport: RedisTransport) -> None:
@@ -145,7 +151,9 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
         janitor = Janitor()
         paths = Paths(config.root)
         ops = ContainerOps(containerd, paths, settings, lifecycle, stats, janitor)
-        module = ContainerModule(ops, host, ExecRunner(containerd, ops.exec_outputs, logshim, janitor))
+        module = ContainerModule(
+            ops, host, ExecRunner(containerd, ops.exec_outputs, logshim, janitor, ops.shields)
+        )
         policy = RestartPolicy(
             delay=config.restart_delay, limit=config.restart_limit, window=config.restart_window
         )
@@ -193,6 +201,12 @@ async def run_daemon(config: Config) -> None:
                     await stop_requested.wait()
                     daemon.ops.stopping.set()
                     await daemon.server.stop(config.shutdown_grace)
+                    # Cancelled requests may still settle what they made,
+                    # shielded; not for a call's whole timeout when containerd
+                    # is frozen.
+                    with trio.move_on_after(SHIELDED_WORK_AFTER_GRACE_SECONDS):
+                        await daemon.server.wait_stopped()
+                    daemon.ops.shields.lift()
                     await daemon.server.wait_stopped()
                 nursery.cancel_scope.cancel()
 
@@ -201,6 +215,8 @@ async def run_daemon(config: Config) -> None:
                 name = signal.Signals(signum).name
                 if not serving or stop_requested.is_set():
                     logs.event(log, logging.INFO, "stopping now", signal=name)
+                    if serving:
+                        serving[0].ops.shields.lift()
                     nursery.cancel_scope.cancel()
                     break
                 logs.event(

@@ -160,7 +160,7 @@ class Deletions:
             StorageError: removed, but not all its files.
         """
         refused: list[OSError] = []
-        with trio.CancelScope(shield=True), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
+        with self.ops.shields.shield(), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
             refused = await self.ops.remove_container(namespace, container_id)
         if scope.cancelled_caught:
             raise FailedPrecondition(

@@ -32,6 +32,7 @@ from .logfiles import tail_bytes
 from .operations import CLEANUP_SECONDS
 from .output import exec_output_uri
 from .retry import Janitor
+from .shields import Shields
 
 log = logging.getLogger("contd.exec")
 
@@ -66,11 +67,14 @@ class ExecResult:
 
 
 class ExecRunner:
-    def __init__(self, containerd: Containerd, outputs: ExecOutputs, logshim: Path, janitor: Janitor) -> None:
+    def __init__(
+        self, containerd: Containerd, outputs: ExecOutputs, logshim: Path, janitor: Janitor, shields: Shields
+    ) -> None:
         self.containerd = containerd
         self.outputs = outputs
         self.logshim = logshim
         self.janitor = janitor
+        self.shields = shields
         self._slots: dict[tuple[str, str], tuple[trio.Semaphore, int]] = {}
 
     async def run(
@@ -161,7 +165,7 @@ class ExecRunner:
         bounded, never raising. What containerd refuses now (it is away) the
         janitor does once it is back."""
         key = (namespace, container_id)
-        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS) as scope:
+        with self.shields.shield(), trio.move_on_after(CLEANUP_SECONDS) as scope:
             try:
                 await self._kill_and_remove(namespace, container_id, exec_id)
                 return

@@ -52,6 +52,7 @@ from .logstream import last_lines
 from .output import task_output_uri
 from .paths import Paths
 from .retry import Janitor
+from .shields import Shields
 from .stats import StatsMonitors
 from .types import Container, Stats
 
@@ -134,6 +135,8 @@ class ContainerOps:
         #: Set when the daemon starts to stop: Deletes waiting out a SIGTERM
         #: grace stop waiting and finish, so their callers get a true answer.
         self.stopping = trio.Event()
+        #: The shielded scopes of its work, lifted when a stop has waited enough.
+        self.shields = Shields()
         #: Delete and its parts (SIGTERM with a grace, SIGKILL and removal).
         self.deletions = Deletions(self)
         #: Containers whose create was cut short or failed: containerd may
@@ -197,7 +200,7 @@ class ContainerOps:
         key = (namespace, container_id)
         bound = trio.current_effective_deadline() + UNCERTAIN_CREATE_SECONDS
         try:
-            with trio.CancelScope(shield=True, deadline=bound) as scope:
+            with self.shields.shield(deadline=bound) as scope:
                 record = await self.containerd.create_container(
                     namespace, container_id, spec, labels=new_labels
                 )
@@ -262,7 +265,7 @@ class ContainerOps:
             netns=posixpath.join(self.settings.netns_dir, container.network.namespace),
         )
         with self.lifecycle.starting(namespace, container_id) as waiter:
-            with trio.CancelScope(shield=True):
+            with self.shields.shield():
                 try:
                     await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
                 except (AlreadyExists, ContainerdError) as exc:
@@ -275,7 +278,7 @@ class ContainerOps:
                     await self.kill_and_remove_task(namespace, container_id)
                     await self.containerd.create_task(namespace, container_id, stdout=uri, stderr=uri)
             async with self.containerd.watch_exit(namespace, container_id) as exit_watch:
-                with trio.CancelScope(shield=True):
+                with self.shields.shield():
                     pid = await self.containerd.start(namespace, container_id)
                 waiter.watch(pid)
                 with trio.move_on_after(self.settings.start_event_wait):
@@ -313,7 +316,7 @@ class ContainerOps:
         lines of output (after deleting its task, when the log shim writes them)."""
         # The log shim writes the last lines when the task is deleted: do that first.
         with (
-            trio.CancelScope(shield=True),
+            self.shields.shield(),
             trio.move_on_after(CLEANUP_SECONDS),
             contextlib.suppress(NotFound),
         ):
@@ -328,7 +331,7 @@ class ContainerOps:
         un-pending may even have happened), the janitor removes it once
         containerd is back, so a Run answered with an error never leaves a
         running container."""
-        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_SECONDS) as scope:
+        with self.shields.shield(), trio.move_on_after(CLEANUP_SECONDS) as scope:
             try:
                 await self.remove_container(namespace, container_id)
                 return
@@ -376,7 +379,7 @@ class ContainerOps:
         finished container); shielded, never raising. What cannot be looked
         at ``within`` seconds (containerd away or frozen), the janitor looks
         at once containerd answers."""
-        with trio.CancelScope(shield=True), trio.move_on_after(within):
+        with self.shields.shield(), trio.move_on_after(within):
             try:
                 record = await self.containerd.get_container(namespace, container_id)
             except NotFound:
@@ -517,7 +520,7 @@ class ContainerOps:
             state = None
         live = state is not None and state.status in ("running", "paused", "pausing")
         # Not cut half-way by the caller's deadline: the task and the spec must agree.
-        with trio.CancelScope(shield=True):
+        with self.shields.shield():
             await self._update_task_then_spec(namespace, container_id, spec, memory, cpu, live)
         logs.event(
             log,
@@ -553,7 +556,7 @@ class ContainerOps:
                 before = oci.read_spec(spec)
                 put_back = False
                 with (
-                    trio.CancelScope(shield=True),
+                    self.shields.shield(),
                     trio.move_on_after(CLEANUP_SECONDS),
                     contextlib.suppress(ContdError),
                 ):

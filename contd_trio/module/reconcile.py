@@ -70,7 +70,7 @@ class Reconciler:
         self._managed = managed
         #: How many reconciliations finished (start-up included).
         self.count = 0
-        self.stray_execs = StrayExecs(containerd, ops.exec_outputs)
+        self.stray_execs = StrayExecs(containerd, ops.exec_outputs, ops.shields)
 
     async def reconcile(self, why: str) -> None:
         """Check every managed container against what it should be; the

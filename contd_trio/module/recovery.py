@@ -149,7 +149,7 @@ class Recovery:
         namespace, container_id = key
         self.ops.stop_stats(namespace, container_id)
         ended: Exit | None = None
-        with trio.CancelScope(shield=True), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
+        with self.ops.shields.shield(), trio.move_on_after(KILL_BUDGET_SECONDS) as scope:
             await self.containerd.update_labels(
                 namespace, container_id, {labels.FAILED: shorten(reason, 1000)}
             )

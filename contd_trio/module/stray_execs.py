@@ -35,6 +35,7 @@ from ..taskgroups import open_nursery
 from .exec_outputs import ExecKey, ExecOutputs, is_ours
 from .exec_runner import kill_and_remove_exec
 from .lifecycle import Key
+from .shields import Shields
 
 log = logging.getLogger("contd.supervisor")
 
@@ -46,11 +47,13 @@ class StrayExecs:
     """Args:
     containerd: the client.
     outputs: the exec output files, and which exec processes run now.
+    shields: the daemon's shielded scopes, lifted at its stop.
     """
 
-    def __init__(self, containerd: Containerd, outputs: ExecOutputs) -> None:
+    def __init__(self, containerd: Containerd, outputs: ExecOutputs, shields: Shields) -> None:
         self.containerd = containerd
         self.outputs = outputs
+        self.shields = shields
         #: The containers running at the first pass, whose processes may be
         #: a previous daemon's; each is forgotten once listed.
         self._unlisted: set[Key] | None = None
@@ -113,6 +116,6 @@ class StrayExecs:
             id=container_id,
             exec_id=exec_id,
         )
-        with trio.CancelScope(shield=True):
+        with self.shields.shield():
             await kill_and_remove_exec(self.containerd, namespace, container_id, exec_id)
             await self.outputs.remove(namespace, container_id, exec_id)

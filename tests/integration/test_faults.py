@@ -270,6 +270,71 @@ async def test_containerd_sigkilled_during_an_exec(
     findings.assert_none(callers.report())
 
 
+#: How long SIGTERM may take to stop a daemon whose Run waits on a frozen
+#: containerd: its 1 s grace, 2 s of settling, and room for a loaded machine;
+#: the shielded create used to hold the stop for containerd's 30 s call timeout.
+FROZEN_STOP_SECONDS = 15.0
+
+
+async def test_a_frozen_containerd_does_not_hold_the_stop(
+    private_redis: services.RedisService,
+    private_containerd: services.ContainerdService,
+    netns_name: str,
+    rootfs: Path,
+    tmp_path: Path,
+) -> None:
+    ns = fresh_namespace()
+    root, log_path = tmp_path / "root", tmp_path / "contd.log"
+    look = functools.partial(observer, private_containerd.address, root, ns)
+    assert private_containerd.process is not None
+    containerd_pid = private_containerd.process.pid
+    first = ContdProcess(private_redis, private_containerd, root, log_path, "-shutdown-grace", "1")
+    first.start()
+    try:
+        assert await within(lambda: "serving" in first.log(), 30), first.tail()
+        async with open_client(private_redis.url) as bus:
+            callers = Callers(bus)
+            os.kill(containerd_pid, signal.SIGSTOP)
+            try:
+                async with trio.open_nursery() as nursery:
+                    callers.start(
+                        nursery,
+                        "Run new",
+                        "Run",
+                        ns,
+                        container(rootfs, netns_name, "new"),
+                        timeout=CALL_TIMEOUT,
+                    )
+
+                    async def run_in_flight() -> bool:
+                        status = await bus.status(MODULE, timeout=5)
+                        return "busy" in [worker.state for worker in status.workers]
+
+                    assert await within(run_in_flight, 10), callers.report()
+                    assert first.process is not None
+                    first.process.send_signal(signal.SIGTERM)
+                    signalled = trio.current_time()
+                    stopped = await within(lambda: not first.alive(), FROZEN_STOP_SECONDS)
+                    stop_seconds = trio.current_time() - signalled
+            finally:
+                os.kill(containerd_pid, signal.SIGCONT)
+        assert stopped, f"the daemon did not stop within {FROZEN_STOP_SECONDS:g} s\n{first.tail()}"
+        assert first.process is not None and first.process.returncode == 0, first.tail()
+        assert not answer_problems(callers, allowed=("error",)), callers.report()
+    finally:
+        first.stop()
+    # What the cut-off Run left (containerd may make its container after the
+    # SIGCONT), the next daemon removes.
+    second = ContdProcess(private_redis, private_containerd, root, log_path)
+    second.start()
+    try:
+        assert await within(lambda: "serving" in second.log(), 30), second.tail()
+        problems = await settled(look(absent={"new"}), SETTLE_SECONDS)
+    finally:
+        second.stop()
+    assert not problems, f"stopped {stop_seconds:.1f} s after SIGTERM; {problems}"
+
+
 async def test_containerd_stopped_for_longer_than_the_request_deadline(
     private_config: Config,
     private_containerd: services.ContainerdService,
