@@ -184,6 +184,13 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
                 nursery.cancel_scope.cancel()
 
 
+async def _lift_shields_later(daemon: Daemon) -> None:
+    """Work cut short by the stop may still settle what it made, shielded,
+    but not for a call's whole timeout when containerd is frozen."""
+    await trio.sleep(SHIELDED_WORK_AFTER_GRACE_SECONDS)
+    daemon.ops.shields.lift()
+
+
 async def run_daemon(config: Config) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully.
 
@@ -191,41 +198,40 @@ async def run_daemon(config: Config) -> None:
     once; a second signal during a graceful stop cuts it short.
     """
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            stop_requested = trio.Event()
-            serving: list[Daemon] = []
+        # The outer nursery holds what lifts the shields: the inner one
+        # waits for the shielded work it is to end.
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as nursery:
+                stop_requested = trio.Event()
+                serving: list[Daemon] = []
 
-            async def serve() -> None:
-                async with open_daemon(config) as daemon:
-                    serving.append(daemon)
-                    await stop_requested.wait()
-                    daemon.ops.stopping.set()
-                    await daemon.server.stop(config.shutdown_grace)
-                    # Cancelled requests may still settle what they made,
-                    # shielded; not for a call's whole timeout when containerd
-                    # is frozen.
-                    with trio.move_on_after(SHIELDED_WORK_AFTER_GRACE_SECONDS):
+                async def serve() -> None:
+                    async with open_daemon(config) as daemon:
+                        serving.append(daemon)
+                        await stop_requested.wait()
+                        daemon.ops.stopping.set()
+                        await daemon.server.stop(config.shutdown_grace)
+                        outer.start_soon(_lift_shields_later, daemon)
                         await daemon.server.wait_stopped()
-                    daemon.ops.shields.lift()
-                    await daemon.server.wait_stopped()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(serve)
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if not serving or stop_requested.is_set():
-                    logs.event(log, logging.INFO, "stopping now", signal=name)
-                    if serving:
-                        serving[0].ops.shields.lift()
                     nursery.cancel_scope.cancel()
-                    break
-                logs.event(
-                    log,
-                    logging.INFO,
-                    "stopping",
-                    signal=name,
-                    grace=config.shutdown_grace,
-                    in_flight=serving[0].server.in_flight,
-                )
-                stop_requested.set()
+
+                nursery.start_soon(serve)
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if not serving or stop_requested.is_set():
+                        logs.event(log, logging.INFO, "stopping now", signal=name)
+                        if serving:
+                            outer.start_soon(_lift_shields_later, serving[0])
+                        nursery.cancel_scope.cancel()
+                        break
+                    logs.event(
+                        log,
+                        logging.INFO,
+                        "stopping",
+                        signal=name,
+                        grace=config.shutdown_grace,
+                        in_flight=serving[0].server.in_flight,
+                    )
+                    stop_requested.set()
+            outer.cancel_scope.cancel()
     logs.event(log, logging.INFO, "stopped")
