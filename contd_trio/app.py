@@ -31,12 +31,13 @@ from .containerd.spec import HostFacts
 from .module.container import ContainerModule
 from .module.exec_runner import ExecRunner
 from .module.lifecycle import Lifecycle
+from .module.names import EVENTS, MODULE, OBJECT
 from .module.operations import UNCERTAIN_CREATE_SECONDS, ContainerOps, RunSettings
 from .module.output import install_logshim
 from .module.paths import Paths
 from .module.restart_policy import RestartPolicy
 from .module.retry import Janitor
-from .module.service import EVENTS, MODULE, OBJECT, container_methods
+from .module.service import container_methods
 from .module.stats import StatsMonitors
 from .module.supervisor import Supervisor
 from .module.validate import LocalHost

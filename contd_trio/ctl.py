@@ -23,10 +23,10 @@ from typing import Any, NoReturn
 import msgpack
 import trio
 
-from . import runtime
+from . import taskgroups
 from .config import parse_duration, parse_size
 from .module.client import ContainerClient, add_client_flags
-from .module.service import MODULE
+from .module.names import MODULE
 from .module.types import Container, ContainerStats, LogChunk, MountInfo, NetworkInfo
 from .taskgroups import open_nursery
 from .zbus import codec
@@ -685,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        return runtime.run(run_command, args)
+        return taskgroups.run(run_command, args)
     except UsageError as exc:
         print(f"contdctl: {exc}", file=sys.stderr)
         return EXEC_FAILED if args.command == "exec" else 2

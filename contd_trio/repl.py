@@ -34,9 +34,9 @@ from typing import Any
 
 import trio
 
-from . import __version__, runtime
+from . import __version__, taskgroups
 from .module.client import ContainerClient, add_client_flags
-from .module.service import MODULE
+from .module.names import MODULE
 from .module.types import Container, Logs, LogsRedis, MountInfo, NetworkInfo, Stats
 from .zbus.client import Client, open_client
 from .zbus.errors import ZbusError
@@ -86,7 +86,7 @@ class TrioThread:
 
     def _main(self) -> None:
         try:
-            runtime.run(self._serve)
+            taskgroups.run(self._serve)
         except BaseException as exc:  # reported by start(), in the main thread
             self._failure = exc
         finally:

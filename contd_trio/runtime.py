@@ -1,8 +1,9 @@
 """Running a Trio program with the asyncio bridge: the one place that does.
 
-grpclib is an asyncio library, so every program of the package
-(``contd``, ``contdctl``, the REPL, the zbus demo) runs its Trio main under
-trio-asyncio's loop. Whatever the main raises comes out as one
+grpclib is an asyncio library, so the daemon (``contd``), which talks to
+containerd, runs its Trio main under trio-asyncio's loop; the programs that
+only use the bus (``contdctl``, the REPL, the zbus demo) run on plain Trio
+(``taskgroups.run``) and never import asyncio. Whatever the main raises comes out as one
 exception (see :mod:`.taskgroups`), so the command lines handle their
 errors with plain ``except`` clauses.
 

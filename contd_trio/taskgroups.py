@@ -23,10 +23,13 @@ traceback still shows them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TypeVar
 
 import trio
+
+T = TypeVar("T")
 
 
 def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -67,6 +70,14 @@ def single_errors() -> Iterator[None]:
             raise error
         finally:
             error.__context__ = context
+
+
+def run(main: Callable[..., Awaitable[T]], *args: object) -> T:
+    """``trio.run(main, *args)``, whatever it raises as one exception: for
+    the programs that only use the bus (contdctl, the REPL, the zbus demo),
+    which need no asyncio loop (see ``runtime`` for the daemon's run)."""
+    with single_errors():
+        return trio.run(main, *args)
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ import msgpack
 from ..config import DEFAULT_BROKER
 from ..zbus.client import Client, EventStream
 from ..zbus.codec import GO_ZERO_TIME
-from .service import EVENTS, MODULE, OBJECT
+from .names import EVENTS, MODULE, OBJECT
 from .types import Container, ContainerStats, ExecOutput, LogChunk
 
 #: How long a client waits for an answer by default: the daemon's own 300 s

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..zbus import ObjectID, gotypes
+from ..zbus import gotypes
 from ..zbus.dispatch import Method
 from .container import ContainerModule
 from .types import CONTAINER, CONTAINER_ID, CONTAINER_STATS, EXEC_OUTPUT, LOG_CHUNK
-
-MODULE = "container"
-OBJECT = ObjectID("container", "0.0.1")
-#: The event stream: ``container.container@0.0.1.Events``.
-EVENTS = "Events"
 
 S = gotypes.STRING
 

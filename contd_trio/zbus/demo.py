@@ -15,7 +15,7 @@ import sys
 
 import trio
 
-from .. import logs, runtime
+from .. import logs, taskgroups
 from . import codec, gotypes
 from .dispatch import Method
 from .errors import BusUnavailable, CallError
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-workers must be at least 1")
     logs.configure(args.log_level)
     try:
-        runtime.run(serve_demo, args.broker, args.workers, args.timeout)
+        taskgroups.run(serve_demo, args.broker, args.workers, args.timeout)
     except KeyboardInterrupt:
         return 0
     except BusUnavailable as exc:

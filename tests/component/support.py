@@ -15,8 +15,9 @@ from contd_trio import errors
 from contd_trio.app import Daemon
 from contd_trio.containerd.client import Containerd
 from contd_trio.module.client import ContainerClient
+from contd_trio.module.names import OBJECT
 from contd_trio.module.paths import Paths
-from contd_trio.module.service import OBJECT, container_methods
+from contd_trio.module.service import container_methods
 from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus.dispatch import Dispatcher
 from tests.component.faults import SUBSCRIBE, Call, Fail, FaultProxy, Hook, Rule, Status, calling_as

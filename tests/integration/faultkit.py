@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from contd_trio.module.service import MODULE, OBJECT
+from contd_trio.module.names import MODULE, OBJECT
 from contd_trio.module.types import Container, NetworkInfo
 from contd_trio.zbus import codec
 from contd_trio.zbus.client import Client

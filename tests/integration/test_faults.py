@@ -29,7 +29,7 @@ import trio
 
 from contd_trio.app import Daemon, open_daemon
 from contd_trio.config import Config
-from contd_trio.module.service import MODULE, OBJECT
+from contd_trio.module.names import MODULE, OBJECT
 from contd_trio.module.types import Container
 from contd_trio.zbus import codec
 from contd_trio.zbus.client import Client, open_client

@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 import trio
 
-from contd_trio.module.service import MODULE, OBJECT
+from contd_trio.module.names import MODULE, OBJECT
 from contd_trio.zbus import codec
 from tests.integration.faultkit import ContdProcess, within
 from tools import services

@@ -34,7 +34,7 @@ import redis
 from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
-from contd_trio.module.service import MODULE, OBJECT
+from contd_trio.module.names import MODULE, OBJECT
 from contd_trio.zbus import codec
 from tests.helpers import go_pack
 from tests.integration.faultkit import FORBIDDEN, ContdProcess, command_line, holdings, leaf_errors

@@ -27,7 +27,7 @@ import msgpack
 import redis
 import trio
 
-from contd_trio.module.service import MODULE
+from contd_trio.module.names import MODULE
 from contd_trio.module.types import Logs, LogsRedis, MountInfo, NetworkInfo, Stats
 from contd_trio.zbus.client import Client, open_client
 from contd_trio.zbus.errors import RequestTimedOut

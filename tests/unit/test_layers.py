@@ -5,6 +5,8 @@ them or of each other."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "contd_trio"
@@ -93,3 +95,16 @@ def test_containerd_knows_nothing_of_the_module_or_the_bus() -> None:
 
 def test_zbus_knows_nothing_of_the_module_or_containerd() -> None:
     assert _offenders("zbus", ("contd_trio.module", "contd_trio.containerd")) == {}
+
+
+def test_the_programs_that_only_use_the_bus_load_no_asyncio_library() -> None:
+    """contdctl, the REPL and the zbus demo run on plain Trio: importing
+    grpclib (through the module layer) and asyncio cost contdctl's every
+    start about a fifth of a second."""
+    script = (
+        "import sys\n"
+        "import contd_trio.ctl, contd_trio.repl, contd_trio.zbus.demo\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(FOREIGN_RUNTIMES)!r}))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
