@@ -194,20 +194,24 @@ async def run_daemon(config: Config) -> None:
         async with trio.open_nursery() as nursery:
             stop_requested = trio.Event()
             serving: list[Daemon] = []
+            served = trio.Event()
 
             async def serve() -> None:
-                async with open_daemon(config) as daemon:
-                    serving.append(daemon)
-                    await stop_requested.wait()
-                    daemon.ops.stopping.set()
-                    await daemon.server.stop(config.shutdown_grace)
-                    # Cancelled requests may still settle what they made,
-                    # shielded; not for a call's whole timeout when containerd
-                    # is frozen.
-                    with trio.move_on_after(SHIELDED_WORK_AFTER_GRACE_SECONDS):
+                try:
+                    async with open_daemon(config) as daemon:
+                        serving.append(daemon)
+                        await stop_requested.wait()
+                        daemon.ops.stopping.set()
+                        await daemon.server.stop(config.shutdown_grace)
+                        # Cancelled requests may still settle what they made,
+                        # shielded; not for a call's whole timeout when containerd
+                        # is frozen.
+                        with trio.move_on_after(SHIELDED_WORK_AFTER_GRACE_SECONDS):
+                            await daemon.server.wait_stopped()
+                        daemon.ops.shields.lift()
                         await daemon.server.wait_stopped()
-                    daemon.ops.shields.lift()
-                    await daemon.server.wait_stopped()
+                finally:
+                    served.set()
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(serve)
@@ -215,9 +219,16 @@ async def run_daemon(config: Config) -> None:
                 name = signal.Signals(signum).name
                 if not serving or stop_requested.is_set():
                     logs.event(log, logging.INFO, "stopping now", signal=name)
-                    if serving:
-                        serving[0].ops.shields.lift()
                     nursery.cancel_scope.cancel()
+                    if serving:
+                        # Cut short, requests still settle what they made,
+                        # for as long as after a grace and no longer.
+                        with (
+                            trio.CancelScope(shield=True),
+                            trio.move_on_after(SHIELDED_WORK_AFTER_GRACE_SECONDS),
+                        ):
+                            await served.wait()
+                        serving[0].ops.shields.lift()
                     break
                 logs.event(
                     log,
