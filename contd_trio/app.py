@@ -50,6 +50,9 @@ log = logging.getLogger("contd")
 #: How long cancelled requests may go on settling what they made at a stop
 #: (the same bound as a Run's create past its deadline).
 SHIELDED_WORK_AFTER_GRACE_SECONDS = UNCERTAIN_CREATE_SECONDS
+#: After those, how often containerd is asked whether it still answers, and
+#: how long it has to answer.
+CONTAINERD_PROBE_SECONDS = 1.0
 
 
 async def wait_for_broker(transport: RedisTransport) -> None:
@@ -187,8 +190,19 @@ async def open_daemon(config: Config, *, grpc_channel: Any = None) -> AsyncItera
 
 async def _lift_shields_later(daemon: Daemon) -> None:
     """Work cut short by the stop may still settle what it made, shielded,
-    but not for a call's whole timeout when containerd is frozen."""
+    for ``SHIELDED_WORK_AFTER_GRACE_SECONDS`` and then as long as containerd
+    answers (a busy one rolls back 50 Runs in more than that): only a
+    containerd that stops answering, frozen or gone, would make each of
+    these wait out a call's whole timeout, so then the shields are lifted."""
     await trio.sleep(SHIELDED_WORK_AFTER_GRACE_SECONDS)
+    while True:
+        try:
+            await daemon.containerd.version(timeout=CONTAINERD_PROBE_SECONDS)
+        except errors.ContdError as exc:
+            reason = str(exc)
+            logs.event(log, logging.WARNING, "roll-backs cut short: containerd does not answer", error=reason)
+            break
+        await trio.sleep(CONTAINERD_PROBE_SECONDS)
     daemon.ops.shields.lift()
 
 

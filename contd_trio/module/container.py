@@ -92,14 +92,17 @@ class ContainerModule:
             spec = oci.build_spec(spec_mapping.spec_request(plan), self.host.facts)
             _check_spec_size(spec)
             created_at_ns = await ops.create(namespace, container_id, spec)
-            confirmed = False
+            confirm_sent = confirmed = False
             try:
                 await ops.start_task(namespace, plan.container)
+                confirm_sent = True
                 await ops.confirm(namespace, container_id)
                 confirmed = True
             finally:
                 if not confirmed:
-                    await ops.remove_half_made(namespace, container_id, created_at_ns)
+                    await ops.remove_half_made(
+                        namespace, container_id, created_at_ns, confirm_unanswered=confirm_sent
+                    )
             ops.monitor_stats(namespace, container_id, plan.container.stats or ())
         return container_id
 

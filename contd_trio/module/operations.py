@@ -325,13 +325,25 @@ class ContainerOps:
 
     # -- removing a container ---------------------------------------------------------------
 
-    async def remove_half_made(self, namespace: str, container_id: str, created_at_ns: int) -> None:
+    async def remove_half_made(
+        self, namespace: str, container_id: str, created_at_ns: int, *, confirm_unanswered: bool = False
+    ) -> None:
         """Remove a container Run made but could not finish; shielded,
         bounded, never raising. When containerd refuses (it is away: the
         un-pending may even have happened), the janitor removes it once
         containerd is back, so a Run answered with an error never leaves a
-        running container."""
-        with self.shields.shield(), trio.move_on_after(CLEANUP_SECONDS) as scope:
+        running container.
+
+        ``confirm_unanswered``: the Run's confirm went out and containerd did
+        not answer it. containerd may still carry it out (a frozen one, once
+        it thaws), and the container is then no longer pending: no later
+        daemon would take it for half-made. So a stopping daemon does not
+        lift this shield (see :mod:`.shields`); its own bound still holds.
+        """
+        shield: contextlib.AbstractContextManager[trio.CancelScope] = (
+            trio.CancelScope(shield=True) if confirm_unanswered else self.shields.shield()
+        )
+        with shield, trio.move_on_after(CLEANUP_SECONDS) as scope:
             try:
                 await self.remove_container(namespace, container_id)
                 return

@@ -9,7 +9,10 @@ is taken from :class:`Shields`, which the daemon lifts once the grace and a
 short settling time are over: the scopes stop shielding, the requests'
 cancellation reaches the calls inside, and the daemon stops. What that
 leaves half-made is pending, and the next daemon's start-up removes it, as
-after a daemon that was killed.
+after a daemon that was killed. The one exception is the removal of a Run
+whose confirm containerd did not answer: what a late confirm leaves is no
+longer pending, so that removal keeps a shield of its own (see
+``ContainerOps.remove_half_made``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ Each test fails on the code as it is (see the report of the red team pass).
 
 from __future__ import annotations
 
+import os
 import signal
 import uuid
 from pathlib import Path
@@ -23,7 +24,15 @@ import trio
 
 from contd_trio.module.names import MODULE, OBJECT
 from contd_trio.zbus import codec
-from tests.integration.faultkit import ContdProcess, within
+from contd_trio.zbus.client import open_client
+from tests.integration.faultkit import (
+    Callers,
+    ContdProcess,
+    answer_problems,
+    container,
+    fresh_namespace,
+    within,
+)
 from tools import services
 
 ROUNDS = 40
@@ -77,3 +86,72 @@ async def test_no_request_taken_from_redis_is_dropped_at_sigterm(
     finally:
         bus.close()
     assert not lost, f"{len(lost)} requests taken from Redis and never answered: {lost[:5]}"
+
+
+#: Runs in flight at the SIGTERM of the roll-back test.
+RUNS_IN_FLIGHT = 50
+#: How long containerd then stutters: frozen 0.6 s, running 0.1 s, so that
+#: it answers each call within a second but rolls 50 Runs back in more than
+#: the 2 s the roll-backs are sure to get.
+STUTTER_SECONDS = 10.0
+
+
+async def stutter(containerd: services.ContainerdService, seconds: float) -> None:
+    assert containerd.process is not None
+    pid = containerd.process.pid
+    try:
+        with trio.move_on_after(seconds):
+            while True:
+                os.kill(pid, signal.SIGSTOP)
+                await trio.sleep(0.6)
+                os.kill(pid, signal.SIGCONT)
+                await trio.sleep(0.1)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_stop_rolls_back_every_run_it_cut_short_while_containerd_answers(
+    private_redis: services.RedisService,
+    private_containerd: services.ContainerdService,
+    netns_name: str,
+    rootfs: Path,
+    tmp_path: Path,
+) -> None:
+    """SIGTERM with no grace while 50 Runs are in flight, containerd slow but
+    answering (it stutters): the stopping daemon itself removes every
+    container whose Run it answered with an error, although their roll-backs
+    outlast the 2 s after the grace: the shields are lifted only for a
+    containerd that stops answering."""
+    ns = fresh_namespace()
+    root, log_path = tmp_path / "root", tmp_path / "contd.log"
+    daemon = ContdProcess(
+        private_redis, private_containerd, root, log_path, "-shutdown-grace", "0", "-workers", "64"
+    )
+    names = [f"r{i}" for i in range(RUNS_IN_FLIGHT)]
+
+    async def some_tasks_made() -> bool:
+        listed = await trio.to_thread.run_sync(
+            lambda: services.ctr(private_containerd.address, "tasks", "list", "-q", namespace=ns, check=False)
+        )
+        return len(listed.split()) >= 20
+
+    daemon.start()
+    try:
+        assert await within(lambda: "serving" in daemon.log(), 30), daemon.tail()
+        async with open_client(private_redis.url) as bus:
+            callers = Callers(bus)
+            async with trio.open_nursery() as nursery:
+                for name in names:
+                    callers.start(nursery, name, "Run", ns, container(rootfs, netns_name, name), timeout=60)
+                # Some tasks exist, others are still being made.
+                assert await within(some_tasks_made, 60)
+                assert daemon.process is not None
+                daemon.process.send_signal(signal.SIGTERM)
+                nursery.start_soon(stutter, private_containerd, STUTTER_SECONDS)
+                assert await within(lambda: not daemon.alive(), 45), daemon.tail()
+    finally:
+        daemon.stop()
+    assert not answer_problems(callers, allowed=("ok", "error")), callers.report()
+    assert "Traceback" not in daemon.log(), daemon.tail()
+    left = set(services.ctr(private_containerd.address, "containers", "list", "-q", namespace=ns).split())
+    assert left == callers.named("ok"), f"left but not answered ok: {sorted(left - callers.named('ok'))}"
