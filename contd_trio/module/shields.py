@@ -5,8 +5,9 @@ container and settling what exists, removing one, the kill of a Delete) runs
 in a shielded cancel scope, bounded by its own timeout. While containerd is
 frozen, that bound is all that ends it: a stop would wait up to a call's
 timeout (30 s) for each, long after the requests' grace. So every such scope
-is taken from :class:`Shields`, which the daemon lifts once the grace and a
-short settling time are over: the scopes stop shielding, the requests'
+is taken from :class:`Shields`, which the daemon lifts when, the grace and
+2 s of settling over, containerd stops answering (``app``): the scopes stop
+shielding, the requests'
 cancellation reaches the calls inside, and the daemon stops. What that
 leaves half-made is pending, and the next daemon's start-up removes it, as
 after a daemon that was killed. The one exception is the removal of a Run
