@@ -270,6 +270,27 @@ async def test_containerd_sigkilled_during_an_exec(
     findings.assert_none(callers.report())
 
 
+async def left_after_the_next_daemon(
+    redis_service: services.RedisService,
+    containerd: services.ContainerdService,
+    root: Path,
+    log_path: Path,
+    namespace: str,
+    *,
+    absent: set[str],
+) -> list[str]:
+    """Start the next daemon on the same root: what still differs from
+    ``absent`` containers once it has settled (what a stopped daemon left,
+    it removes as it starts)."""
+    daemon = ContdProcess(redis_service, containerd, root, log_path)
+    daemon.start()
+    try:
+        assert await within(lambda: "serving" in daemon.log(), 30), daemon.tail()
+        return await settled(observer(containerd.address, root, namespace, absent=absent), SETTLE_SECONDS)
+    finally:
+        daemon.stop()
+
+
 #: How long SIGTERM may take to stop a daemon whose Run waits on a frozen
 #: containerd: its 1 s grace, 2 s of settling, and room for a loaded machine;
 #: the shielded create used to hold the stop for containerd's 30 s call timeout.
@@ -285,7 +306,6 @@ async def test_a_frozen_containerd_does_not_hold_the_stop(
 ) -> None:
     ns = fresh_namespace()
     root, log_path = tmp_path / "root", tmp_path / "contd.log"
-    look = functools.partial(observer, private_containerd.address, root, ns)
     assert private_containerd.process is not None
     containerd_pid = private_containerd.process.pid
     first = ContdProcess(private_redis, private_containerd, root, log_path, "-shutdown-grace", "1")
@@ -325,13 +345,9 @@ async def test_a_frozen_containerd_does_not_hold_the_stop(
         first.stop()
     # What the cut-off Run left (containerd may make its container after the
     # SIGCONT), the next daemon removes.
-    second = ContdProcess(private_redis, private_containerd, root, log_path)
-    second.start()
-    try:
-        assert await within(lambda: "serving" in second.log(), 30), second.tail()
-        problems = await settled(look(absent={"new"}), SETTLE_SECONDS)
-    finally:
-        second.stop()
+    problems = await left_after_the_next_daemon(
+        private_redis, private_containerd, root, log_path, ns, absent={"new"}
+    )
     assert not problems, f"stopped {stop_seconds:.1f} s after SIGTERM; {problems}"
 
 
@@ -381,14 +397,9 @@ async def test_a_second_signal_is_not_held_by_a_frozen_containerd(
         assert "stopping now signal=SIGTERM" in first.log(), first.tail()
     finally:
         first.stop()
-    second = ContdProcess(private_redis, private_containerd, root, log_path)
-    second.start()
-    try:
-        assert await within(lambda: "serving" in second.log(), 30), second.tail()
-        look = observer(private_containerd.address, root, ns, absent={"new"})
-        problems = await settled(look, SETTLE_SECONDS)
-    finally:
-        second.stop()
+    problems = await left_after_the_next_daemon(
+        private_redis, private_containerd, root, log_path, ns, absent={"new"}
+    )
     assert not problems, problems
 
 
@@ -457,14 +468,9 @@ async def test_a_run_whose_confirm_containerd_has_not_answered_is_removed_at_a_s
         )
     finally:
         first.stop()
-    second = ContdProcess(private_redis, private_containerd, root, log_path)
-    second.start()
-    try:
-        assert await within(lambda: "serving" in second.log(), 30), second.tail()
-        look = observer(private_containerd.address, root, ns, absent={"new"})
-        problems = await settled(look, SETTLE_SECONDS)
-    finally:
-        second.stop()
+    problems = await left_after_the_next_daemon(
+        private_redis, private_containerd, root, log_path, ns, absent={"new"}
+    )
     assert not problems, f"{callers.report()}\n{problems}"
 
 
