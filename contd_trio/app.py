@@ -206,6 +206,15 @@ async def _lift_shields_later(daemon: Daemon) -> None:
     daemon.ops.shields.lift()
 
 
+async def _take_later_signals(signals: AsyncIterator[int]) -> None:
+    """Once the stop is as short as it gets, take further signals (an
+    operator's third Ctrl-C) and only log them: one left in the receiver
+    is raised again as it closes, and SIGTERM would then kill the daemon
+    at the end of its stop (SIGINT would end it with KeyboardInterrupt)."""
+    async for signum in signals:
+        logs.event(log, logging.INFO, "already stopping", signal=signal.Signals(signum).name)
+
+
 async def run_daemon(config: Config) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully.
 
@@ -237,6 +246,7 @@ async def run_daemon(config: Config) -> None:
                         logs.event(log, logging.INFO, "stopping now", signal=name)
                         if serving:
                             outer.start_soon(_lift_shields_later, serving[0])
+                        outer.start_soon(_take_later_signals, signals)
                         nursery.cancel_scope.cancel()
                         break
                     logs.event(

@@ -66,17 +66,29 @@ class Janitor:
         self._nursery: trio.Nursery | None = None
         #: Clean-up jobs not done yet (for tests and the log).
         self.pending = 0
+        #: Whether :meth:`serve` has ended (the daemon is stopping).
+        self.stopped = False
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            # A second signal stops the janitor while shielded roll-backs
+            # still run and may hand it work: a closed nursery would raise.
+            self._nursery = None
+            self.stopped = True
 
     def soon(
         self, what: str, key: tuple[str, str], call: Callable[..., Awaitable[object]], *args: object
     ) -> None:
         """Do ``call(*args)`` in the background, retrying while containerd is away."""
+        if self.stopped:
+            # What is left pending, the next daemon's start-up removes.
+            logs.event(log, logging.WARNING, f"cannot {what} later: stopping", ns=key[0], id=key[1])
+            return
         if self._nursery is None:
             logs.event(log, logging.ERROR, f"cannot {what} later: no janitor", ns=key[0], id=key[1])
             return

@@ -403,6 +403,115 @@ async def test_a_second_signal_is_not_held_by_a_frozen_containerd(
     assert not problems, problems
 
 
+async def test_signals_after_the_second_are_not_left_to_kill_the_daemon_at_its_exit(
+    private_redis: services.RedisService,
+    private_containerd: services.ContainerdService,
+    netns_name: str,
+    rootfs: Path,
+    tmp_path: Path,
+) -> None:
+    """An operator who presses Ctrl-C thrice (or zinit's SIGTERM after
+    them): the stop is already as short as it gets, so a third signal
+    changes nothing, and the daemon still exits 0. Signals nobody took out
+    of Trio's receiver are raised again when it closes, where SIGTERM kills
+    the process (SIGINT raises KeyboardInterrupt past the "stopped" line).
+    containerd is frozen, so the stop lasts long enough to take them."""
+    ns = fresh_namespace()
+    root, log_path = tmp_path / "root", tmp_path / "contd.log"
+    assert private_containerd.process is not None
+    containerd_pid = private_containerd.process.pid
+    first = ContdProcess(private_redis, private_containerd, root, log_path, "-shutdown-grace", "60")
+    first.start()
+    try:
+        assert await within(lambda: "serving" in first.log(), 30), first.tail()
+        async with open_client(private_redis.url) as bus:
+            callers = Callers(bus)
+
+            async def run_in_flight() -> bool:
+                status = await bus.status(MODULE, timeout=5)
+                return "busy" in [worker.state for worker in status.workers]
+
+            os.kill(containerd_pid, signal.SIGSTOP)
+            try:
+                async with trio.open_nursery() as nursery:
+                    spec = container(rootfs, netns_name, "new")
+                    callers.start(nursery, "Run new", "Run", ns, spec, timeout=FROZEN_STOP_SECONDS)
+                    assert await within(run_in_flight, 10), callers.report()
+                    assert first.process is not None
+                    first.process.send_signal(signal.SIGTERM)
+                    assert await within(lambda: "stopping signal=SIGTERM" in first.log(), 10), first.tail()
+                    first.process.send_signal(signal.SIGTERM)
+                    assert await within(lambda: "stopping now" in first.log(), 10), first.tail()
+                    first.process.send_signal(signal.SIGTERM)
+                    first.process.send_signal(signal.SIGINT)
+                    stopped = await within(lambda: not first.alive(), FROZEN_STOP_SECONDS)
+                    nursery.cancel_scope.cancel()
+            finally:
+                os.kill(containerd_pid, signal.SIGCONT)
+        assert stopped, f"the daemon did not stop within {FROZEN_STOP_SECONDS:g} s\n{first.tail()}"
+        assert first.process is not None and first.process.returncode == 0, first.tail()
+        assert "stopped" in first.log().splitlines()[-1], first.tail()
+        assert "Traceback" not in first.log(), first.tail()
+    finally:
+        first.stop()
+
+
+async def test_roll_backs_that_fail_after_a_second_signal_do_not_crash_into_the_stopped_janitor(
+    private_redis: services.RedisService,
+    private_containerd: services.ContainerdService,
+    netns_name: str,
+    rootfs: Path,
+    tmp_path: Path,
+) -> None:
+    """A second signal stops the janitor with everything else, while the
+    roll-backs it cut short still run, shielded. containerd dies under them
+    (SIGKILL while frozen: each call fails at once), so each hands its
+    clean-up to the janitor, which is gone: that must be said in the log
+    (the next daemon removes what is pending), not raised as a bug into the
+    request ("Nursery is closed to new arrivals")."""
+    ns = fresh_namespace()
+    root, log_path = tmp_path / "root", tmp_path / "contd.log"
+    first = ContdProcess(private_redis, private_containerd, root, log_path, "-shutdown-grace", "60")
+    first.start()
+    try:
+        assert await within(lambda: "serving" in first.log(), 30), first.tail()
+        async with open_client(private_redis.url) as bus:
+            callers = Callers(bus)
+
+            async def runs_in_flight() -> bool:
+                status = await bus.status(MODULE, timeout=5)
+                return [worker.state for worker in status.workers].count("busy") >= 3
+
+            assert private_containerd.process is not None
+            os.kill(private_containerd.process.pid, signal.SIGSTOP)
+            try:
+                async with trio.open_nursery() as nursery:
+                    for name in ("a", "b", "c"):
+                        spec = container(rootfs, netns_name, name)
+                        callers.start(nursery, name, "Run", ns, spec, timeout=FROZEN_STOP_SECONDS)
+                    assert await within(runs_in_flight, 10), callers.report()
+                    assert first.process is not None
+                    first.process.send_signal(signal.SIGTERM)
+                    assert await within(lambda: "stopping signal=SIGTERM" in first.log(), 10), first.tail()
+                    first.process.send_signal(signal.SIGTERM)
+                    assert await within(lambda: "stopping now" in first.log(), 10), first.tail()
+                    private_containerd.kill()
+                    stopped = await within(lambda: not first.alive(), FROZEN_STOP_SECONDS)
+                    # Answers may never come: the second signal stops everything.
+                    nursery.cancel_scope.cancel()
+            finally:
+                if private_containerd.process.poll() is None:
+                    os.kill(private_containerd.process.pid, signal.SIGCONT)
+                else:
+                    start_again(private_containerd)
+        assert stopped, f"the daemon did not stop within {FROZEN_STOP_SECONDS:g} s\n{first.tail()}"
+        assert first.process is not None and first.process.returncode == 0, first.tail()
+        assert "Traceback" not in first.log(), first.tail()
+        assert not [a for a in callers.answers.values() if "internal error" in a.text], callers.report()
+    finally:
+        first.stop()
+
+
 async def test_a_run_whose_confirm_containerd_has_not_answered_is_removed_at_a_stop(
     private_redis: services.RedisService,
     private_containerd: services.ContainerdService,
