@@ -380,6 +380,12 @@ class ContdProcess:
         return "running" if code is None else f"exited with {code}"
 
 
+async def run_in_flight(bus: Client) -> bool:
+    """Whether a worker of the daemon is busy with a Run (its status object says)."""
+    status = await bus.status(MODULE, timeout=10)
+    return any(w.state == "busy" and w.action == f"[{OBJECT}].Run()" for w in status.workers)
+
+
 async def within(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
     """Whether ``predicate`` (sync or async) became true within ``timeout``;
     for the waits whose failure is a finding to report, not a reason to stop."""

@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,7 @@ from tests.integration.faultkit import (
     fresh_namespace,
     holdings,
     holdings_problems,
+    run_in_flight,
     settled,
     within,
 )
@@ -326,11 +327,7 @@ async def test_a_frozen_containerd_does_not_hold_the_stop(
                         timeout=CALL_TIMEOUT,
                     )
 
-                    async def run_in_flight() -> bool:
-                        status = await bus.status(MODULE, timeout=5)
-                        return "busy" in [worker.state for worker in status.workers]
-
-                    assert await within(run_in_flight, 10), callers.report()
+                    assert await within(lambda: run_in_flight(bus), 10), callers.report()
                     assert first.process is not None
                     first.process.send_signal(signal.SIGTERM)
                     signalled = trio.current_time()
@@ -351,6 +348,45 @@ async def test_a_frozen_containerd_does_not_hold_the_stop(
     assert not problems, f"stopped {stop_seconds:.1f} s after SIGTERM; {problems}"
 
 
+async def stop_twice_while_frozen(
+    daemon: ContdProcess,
+    redis_service: services.RedisService,
+    containerd: services.ContainerdService,
+    namespace: str,
+    rootfs: Path,
+    netns: str,
+    *,
+    then: Sequence[signal.Signals] = (),
+) -> bool:
+    """Freeze containerd under a Run, send the daemon SIGTERM and, once it
+    is stopping, SIGTERM again (and, once it stops at once, the signals
+    ``then``); thaw containerd. Whether the daemon exited within
+    :data:`FROZEN_STOP_SECONDS`."""
+    assert containerd.process is not None and daemon.process is not None
+    process = daemon.process
+    async with open_client(redis_service.url) as bus:
+        callers = Callers(bus)
+        os.kill(containerd.process.pid, signal.SIGSTOP)
+        try:
+            async with trio.open_nursery() as nursery:
+                spec = container(rootfs, netns, "new")
+                # Its answer may never come: the second signal stops everything.
+                callers.start(nursery, "Run new", "Run", namespace, spec, timeout=FROZEN_STOP_SECONDS)
+                assert await within(lambda: run_in_flight(bus), 10), callers.report()
+                process.send_signal(signal.SIGTERM)
+                assert await within(lambda: "stopping signal=SIGTERM" in daemon.log(), 10), daemon.tail()
+                process.send_signal(signal.SIGTERM)
+                if then:
+                    assert await within(lambda: "stopping now" in daemon.log(), 10), daemon.tail()
+                for signum in then:
+                    process.send_signal(signum)
+                stopped = await within(lambda: not daemon.alive(), FROZEN_STOP_SECONDS)
+                nursery.cancel_scope.cancel()
+        finally:
+            os.kill(containerd.process.pid, signal.SIGCONT)
+    return stopped
+
+
 async def test_a_second_signal_is_not_held_by_a_frozen_containerd(
     private_redis: services.RedisService,
     private_containerd: services.ContainerdService,
@@ -364,34 +400,13 @@ async def test_a_second_signal_is_not_held_by_a_frozen_containerd(
     call's 30 s timeout (nor the 60 s grace)."""
     ns = fresh_namespace()
     root, log_path = tmp_path / "root", tmp_path / "contd.log"
-    assert private_containerd.process is not None
-    containerd_pid = private_containerd.process.pid
     first = ContdProcess(private_redis, private_containerd, root, log_path, "-shutdown-grace", "60")
     first.start()
     try:
         assert await within(lambda: "serving" in first.log(), 30), first.tail()
-        async with open_client(private_redis.url) as bus:
-            callers = Callers(bus)
-
-            async def run_in_flight() -> bool:
-                status = await bus.status(MODULE, timeout=5)
-                return "busy" in [worker.state for worker in status.workers]
-
-            os.kill(containerd_pid, signal.SIGSTOP)
-            try:
-                async with trio.open_nursery() as nursery:
-                    spec = container(rootfs, netns_name, "new")
-                    # Its answer may never come: the second signal stops everything.
-                    callers.start(nursery, "Run new", "Run", ns, spec, timeout=FROZEN_STOP_SECONDS)
-                    assert await within(run_in_flight, 10), callers.report()
-                    assert first.process is not None
-                    first.process.send_signal(signal.SIGTERM)
-                    assert await within(lambda: "stopping signal=SIGTERM" in first.log(), 10), first.tail()
-                    first.process.send_signal(signal.SIGTERM)
-                    stopped = await within(lambda: not first.alive(), FROZEN_STOP_SECONDS)
-                    nursery.cancel_scope.cancel()
-            finally:
-                os.kill(containerd_pid, signal.SIGCONT)
+        stopped = await stop_twice_while_frozen(
+            first, private_redis, private_containerd, ns, rootfs, netns_name
+        )
         assert stopped, f"the daemon did not stop within {FROZEN_STOP_SECONDS:g} s\n{first.tail()}"
         assert first.process is not None and first.process.returncode == 0, first.tail()
         assert "stopping now signal=SIGTERM" in first.log(), first.tail()
@@ -418,36 +433,19 @@ async def test_signals_after_the_second_are_not_left_to_kill_the_daemon_at_its_e
     containerd is frozen, so the stop lasts long enough to take them."""
     ns = fresh_namespace()
     root, log_path = tmp_path / "root", tmp_path / "contd.log"
-    assert private_containerd.process is not None
-    containerd_pid = private_containerd.process.pid
     first = ContdProcess(private_redis, private_containerd, root, log_path, "-shutdown-grace", "60")
     first.start()
     try:
         assert await within(lambda: "serving" in first.log(), 30), first.tail()
-        async with open_client(private_redis.url) as bus:
-            callers = Callers(bus)
-
-            async def run_in_flight() -> bool:
-                status = await bus.status(MODULE, timeout=5)
-                return "busy" in [worker.state for worker in status.workers]
-
-            os.kill(containerd_pid, signal.SIGSTOP)
-            try:
-                async with trio.open_nursery() as nursery:
-                    spec = container(rootfs, netns_name, "new")
-                    callers.start(nursery, "Run new", "Run", ns, spec, timeout=FROZEN_STOP_SECONDS)
-                    assert await within(run_in_flight, 10), callers.report()
-                    assert first.process is not None
-                    first.process.send_signal(signal.SIGTERM)
-                    assert await within(lambda: "stopping signal=SIGTERM" in first.log(), 10), first.tail()
-                    first.process.send_signal(signal.SIGTERM)
-                    assert await within(lambda: "stopping now" in first.log(), 10), first.tail()
-                    first.process.send_signal(signal.SIGTERM)
-                    first.process.send_signal(signal.SIGINT)
-                    stopped = await within(lambda: not first.alive(), FROZEN_STOP_SECONDS)
-                    nursery.cancel_scope.cancel()
-            finally:
-                os.kill(containerd_pid, signal.SIGCONT)
+        stopped = await stop_twice_while_frozen(
+            first,
+            private_redis,
+            private_containerd,
+            ns,
+            rootfs,
+            netns_name,
+            then=(signal.SIGTERM, signal.SIGINT),
+        )
         assert stopped, f"the daemon did not stop within {FROZEN_STOP_SECONDS:g} s\n{first.tail()}"
         assert first.process is not None and first.process.returncode == 0, first.tail()
         assert "stopped" in first.log().splitlines()[-1], first.tail()

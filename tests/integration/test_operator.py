@@ -22,10 +22,11 @@ from contd_trio.app import Daemon, open_daemon
 from contd_trio.config import Config
 from contd_trio.module.client import ContainerClient
 from contd_trio.module.types import Container, NetworkInfo
-from contd_trio.zbus.client import Client, open_client
+from contd_trio.zbus.client import open_client
 from contd_trio.zbus.errors import CallError
 from contd_trio.zbus.transport import parse_broker_url
 from tests.helpers import STEADY, UNTIL_TERM, wait_until
+from tests.integration.faultkit import run_in_flight
 from tools import services
 
 BIN = Path(sys.executable).parent
@@ -43,12 +44,6 @@ async def wait_exit(process: subprocess.Popen[bytes], timeout: float = 30) -> in
         while process.poll() is None:
             await trio.sleep(0.05)
     return process.returncode
-
-
-async def run_in_flight(bus: Client) -> bool:
-    """Whether a worker of the daemon is busy with a Run (its status object says)."""
-    status = await bus.status("container", timeout=10)
-    return any(w.state == "busy" and w.action == "[container@0.0.1].Run()" for w in status.workers)
 
 
 async def test_the_seed_command_line_serves_and_stops_on_sigterm(
